@@ -1,0 +1,1 @@
+"""Deploy a TLSNotary notary in AWS Nitro Enclaves to several regions."""

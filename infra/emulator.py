@@ -1,0 +1,154 @@
+"""The local AWS emulator: moto in server mode on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.config import REPO_ROOT
+from infra.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = REPO_ROOT / ".state"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Emulator:
+    pid: int
+    port: int
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "emulator.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(
+            f"http://{HOST}:{port}/moto-api/data.json", timeout=2
+        ) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def status(state_dir: Path = STATE_DIR) -> Emulator | None:
+    """Return the running emulator recorded in `state_dir`, or None."""
+    try:
+        record = json.loads(_state_file(state_dir).read_text())
+        emulator = Emulator(pid=int(record["pid"]), port=int(record["port"]))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if _alive(emulator.pid) and _answers(emulator.port):
+        return emulator
+    return None
+
+
+def start(
+    state_dir: Path = STATE_DIR, *, port: int | None = None, timeout: float = 30.0
+) -> Emulator:
+    """Start the emulator unless it already runs; return it.
+
+    The server outlives this process so that state survives from one task to
+    the next; `stop` ends it.
+    """
+    running = status(state_dir)
+    if running:
+        return running
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    environment = {
+        **os.environ,
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    log_file = (state_dir / "emulator.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=environment,
+        start_new_session=True,
+    )
+    log_file.close()
+    emulator = Emulator(pid=process.pid, port=port)
+    deadline = time.monotonic() + timeout
+    while not _answers(port):
+        if process.poll() is not None:
+            raise UserError(
+                f"the emulator exited with status {process.returncode}: see "
+                f"{state_dir / 'emulator.log'}"
+            )
+        if time.monotonic() > deadline:
+            process.kill()
+            raise UserError(
+                f"the emulator did not answer on port {port} within {timeout:.0f} s: "
+                f"see {state_dir / 'emulator.log'}"
+            )
+        time.sleep(0.1)
+    _state_file(state_dir).write_text(json.dumps({"pid": emulator.pid, "port": port}))
+    log.info("Emulator started at %s (pid %d)", emulator.endpoint_url, emulator.pid)
+    return emulator
+
+
+def stop(state_dir: Path = STATE_DIR, *, timeout: float = 10.0) -> bool:
+    """Stop the recorded emulator; return False when none was running."""
+    try:
+        record = json.loads(_state_file(state_dir).read_text())
+        pid = int(record["pid"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return False
+    _state_file(state_dir).unlink(missing_ok=True)
+    if not _alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    log.info("Emulator stopped (pid %d)", pid)
+    return True
+
+
+def require_running(state_dir: Path = STATE_DIR) -> Emulator:
+    """Return the running emulator, starting it on demand."""
+    return status(state_dir) or start(state_dir)

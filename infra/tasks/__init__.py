@@ -1,0 +1,89 @@
+"""Shared plumbing for the Invoke tasks: logging, known failures, clients.
+
+Each task module holds thin tasks over library functions. Decorate them with
+`notary_task`, which adds `--verbose` and turns a UserError into one line on
+standard error with exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke import Exit, task
+from rich.console import Console
+from rich.logging import RichHandler
+
+from infra import emulator
+from infra.aws import Aws
+from infra.config import DEFAULT_CONFIG, Config, load_config
+from infra.errors import UserError
+
+CONFIG_HELP = f"deployment config file (default {DEFAULT_CONFIG})"
+console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Send log records to standard error; quiet the AWS and HTTP libraries."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def notary_task(
+    *, help: dict[str, str] | None = None, **options: Any
+) -> Callable[..., Any]:
+    """Declare an Invoke task with `--verbose` and one-line known failures."""
+
+    def decorate(body: Callable[..., Any]) -> Any:
+        signature = inspect.signature(body)
+
+        @functools.wraps(body)
+        def run(context: Any, *args: Any, verbose: bool = False, **kwargs: Any) -> Any:
+            setup_logging(verbose)
+            try:
+                return body(context, *args, **kwargs)
+            except UserError as error:
+                raise Exit(f"error: {error}", code=1) from None
+            except KeyboardInterrupt:
+                raise Exit("interrupted", code=130) from None
+
+        verbose = inspect.Parameter(
+            "verbose", inspect.Parameter.KEYWORD_ONLY, default=False
+        )
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), verbose]
+        )
+        del run.__wrapped__
+        task_help = {**(help or {}), "verbose": "log debug detail (default off)"}
+        return task(run, help=task_help, **options)
+
+    return decorate
+
+
+def open_config(path: str | Path | None) -> Config:
+    return load_config(Path(path) if path else DEFAULT_CONFIG)
+
+
+def connect(config: Config) -> Aws:
+    """Return clients for the config's target, starting the emulator if local."""
+    if config.target == "local":
+        return Aws(config, endpoint_url=emulator.require_running().endpoint_url)
+    return Aws(config)
+
+
+def print_json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
