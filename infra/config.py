@@ -305,9 +305,9 @@ class Config(Strict):
     @field_validator("version")
     @classmethod
     def _check_version(cls, version: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", version):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", version):
             raise ValueError(
-                f"invalid version {version!r}: use letters, digits and . _ + - "
+                f"invalid version {version!r}: use letters, digits and . _ - "
                 "such as 1.0.0"
             )
         return version

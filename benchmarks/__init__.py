@@ -1,0 +1,2 @@
+"""Benchmarks run by `nox -s bench`; each module writes one section of
+docs/BENCHMARKS.md."""

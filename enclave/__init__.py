@@ -1,0 +1,1 @@
+"""The notary's enclave image: build inputs, EIF inspection, attestation."""

@@ -1,0 +1,1 @@
+"""The health service that runs on every notary instance (standard library only)."""
