@@ -271,6 +271,9 @@ class Copy(Strict):
 class HealthCheck(Strict):
     request_interval: Literal[10, 30] = 30
     failure_threshold: Annotated[int, Field(ge=1, le=10)] = 3
+    # The Route 53 health check's Type on notary_port: the notary serves plain
+    # HTTP there unless its TLS is on (NS_TLS__ENABLED=true), then HTTPS only.
+    protocol: Literal["HTTP", "HTTPS"] = "HTTP"
 
 
 class Config(Strict):
@@ -332,11 +335,12 @@ class Config(Strict):
                 "use a name under the zone",
             )
         self._check_regions()
-        for index, region in enumerate(self.regions):
-            self._check_instance(
-                f"regions.{index}", self.instance_type_for(region.name)
-            )
         self._check_instance("instance_type", self.instance_type)
+        for index, region in enumerate(self.regions):
+            if region.instance_type:
+                self._check_instance(
+                    f"regions.{index}.instance_type", region.instance_type
+                )
         return self
 
     def _check_regions(self) -> None:

@@ -21,7 +21,9 @@ from infra.errors import UserError
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = REPO_ROOT / ".state"
+# NOTARY_STATE_DIR moves the state folder, which tests use to keep their own
+# emulator apart from the user's.
+STATE_DIR = Path(os.environ.get("NOTARY_STATE_DIR") or REPO_ROOT / ".state")
 HOST = "127.0.0.1"
 
 

@@ -1,0 +1,85 @@
+"""The local emulator: a real moto server started, found and stopped by pid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+
+from infra import emulator
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    started = emulator.start(tmp_path)
+    yield started
+    emulator.stop(tmp_path)
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_start_records_endpoint(server: emulator.Emulator, tmp_path: Path) -> None:
+    found = emulator.status(tmp_path)
+
+    assert found == server
+    assert found.endpoint_url.startswith("http://127.0.0.1:")
+
+
+def test_start_twice_reuses_server(server: emulator.Emulator, tmp_path: Path) -> None:
+    assert emulator.start(tmp_path) == server
+
+
+def test_server_seeds_amazon_linux(server: emulator.Emulator) -> None:
+    ec2 = boto3.client(
+        "ec2",
+        region_name="eu-west-1",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    images = ec2.describe_images(
+        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["al2023-ami-*"]}]
+    )["Images"]
+
+    assert images
+
+
+def test_server_loads_managed_policies(server: emulator.Emulator) -> None:
+    iam = boto3.client(
+        "iam",
+        region_name="us-east-1",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    policy = iam.get_policy(
+        PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    )["Policy"]
+
+    assert policy["PolicyName"] == "AmazonSSMManagedInstanceCore"
+
+
+def test_stop_ends_process(tmp_path: Path) -> None:
+    started = emulator.start(tmp_path)
+
+    assert emulator.stop(tmp_path) is True
+    assert emulator.status(tmp_path) is None
+    assert not pid_exists(started.pid)
+
+
+def test_stop_without_server(tmp_path: Path) -> None:
+    assert emulator.stop(tmp_path) is False
+
+
+def test_status_ignores_stale_record(tmp_path: Path) -> None:
+    (tmp_path / "emulator.json").write_text('{"pid": 999999, "port": 9}')
+
+    assert emulator.status(tmp_path) is None
