@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 # Adaptive mode adds client-side rate limiting on throttling answers, which
 # Route 53 (about five requests per second per account) needs most.
 RETRY_CONFIG = botocore.config.Config(
-    retries={"mode": "adaptive", "max_attempts": 8},
+    retries={"mode": "adaptive", "total_max_attempts": 8},
     connect_timeout=10,
     read_timeout=60,
     max_pool_connections=32,
@@ -100,7 +100,9 @@ class Aws:
                     endpoint_url=self.endpoint_url,
                     config=RETRY_CONFIG,
                 )
-                client.meta.events.register("before-call", self._count_call(region))
+                client.meta.events.register(
+                    "before-parameter-build", self._count_call(region)
+                )
                 self._clients[key] = client
             return self._clients[key]
 

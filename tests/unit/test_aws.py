@@ -48,7 +48,7 @@ def test_retry_mode_adaptive(config: Config) -> None:
     )
 
     assert client.meta.config.retries["mode"] == "adaptive"
-    assert client.meta.config.retries["max_attempts"] == 8
+    assert client.meta.config.retries["total_max_attempts"] == 8
 
 
 def test_calls_counted_per_region(config: Config) -> None:
