@@ -1,0 +1,1 @@
+"""Stand-ins for programs that only exist on a Nitro instance, for tests."""
