@@ -6,6 +6,7 @@ github.com/aws/aws-nitro-enclaves-nsm-api (sections 2.2 and 3.2.2).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +61,7 @@ class AttestationDocument:
 def parse_document(payload: bytes) -> AttestationDocument:
     """Parse and check the CBOR payload; raise FormatError naming the field."""
     fields = decode_cbor(payload, what="payload")
-    if not isinstance(fields, dict):
+    if not isinstance(fields, Mapping):
         raise FormatError(f"payload is {describe_type(fields)}, expected a map")
     unknown = [key for key in fields if key not in REQUIRED_FIELDS + OPTIONAL_FIELDS]
     if unknown:
@@ -106,7 +107,7 @@ def parse_timestamp(value: Any) -> int:
 
 
 def parse_pcrs(value: Any) -> dict[int, bytes]:
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise FormatError(f"pcrs is {describe_type(value)}, expected a map")
     if not 1 <= len(value) <= PCR_COUNT_MAX:
         raise FormatError(
@@ -141,7 +142,7 @@ def parse_certificate(value: Any, *, what: str) -> bytes:
 
 
 def parse_cabundle(value: Any) -> tuple[bytes, ...]:
-    if not isinstance(value, list):
+    if not isinstance(value, list | tuple):
         raise FormatError(f"cabundle is {describe_type(value)}, expected an array")
     if not value:
         raise FormatError("cabundle is empty, expected at least the root certificate")
@@ -151,7 +152,7 @@ def parse_cabundle(value: Any) -> tuple[bytes, ...]:
     )
 
 
-def parse_optional_bytes(fields: dict[Any, Any], name: str) -> bytes | None:
+def parse_optional_bytes(fields: Mapping[Any, Any], name: str) -> bytes | None:
     """Return an optional byte-string field, None when absent; null is invalid."""
     if name not in fields:
         return None

@@ -9,6 +9,7 @@ docs/attestation_process.md in github.com/aws/aws-nitro-enclaves-nsm-api.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ class CoseSign1:
     """A decoded COSE_Sign1 message; `protected` keeps the signed bytes."""
 
     protected: bytes
-    unprotected: dict[Any, Any]
+    unprotected: Mapping[Any, Any]
     payload: bytes
     signature: bytes
     tagged: bool
@@ -73,7 +74,8 @@ def decode_sign1(data: bytes) -> CoseSign1:
                 "(COSE_Sign1)"
             )
         item = item.value
-    if not isinstance(item, list) or len(item) != 4:
+    # cbor2 decodes arrays inside a tag as tuples and maps as frozendicts.
+    if not isinstance(item, list | tuple) or len(item) != 4:
         raise FormatError(
             f"document is not a COSE_Sign1 array of 4 items (got {describe_type(item)})"
         )
@@ -82,7 +84,7 @@ def decode_sign1(data: bytes) -> CoseSign1:
         raise FormatError(
             f"protected header is {describe_type(protected)}, expected bytes"
         )
-    if not isinstance(unprotected, dict):
+    if not isinstance(unprotected, Mapping):
         raise FormatError(
             f"unprotected header is {describe_type(unprotected)}, expected a map"
         )
@@ -113,7 +115,7 @@ def check_protected_header(protected: bytes) -> None:
     """Check that the protected header is a CBOR map with alg ES384."""
     # An empty byte string stands for an empty map (RFC 9052 section 3).
     header = decode_cbor(protected, what="protected header") if protected else {}
-    if not isinstance(header, dict):
+    if not isinstance(header, Mapping):
         raise FormatError(
             f"protected header is {describe_type(header)}, expected a map"
         )
@@ -148,10 +150,10 @@ def describe_type(value: object) -> str:
         float: "a float",
         str: "a text string",
         bytes: "a byte string",
-        list: "an array",
-        dict: "a map",
         type(None): "null",
     }
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return f"an array of {len(value)} items"
+    if isinstance(value, Mapping):
+        return "a map"
     return names.get(type(value), type(value).__name__)
