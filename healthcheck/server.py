@@ -26,6 +26,9 @@ from healthcheck.prober import Prober
 log = logging.getLogger(__name__)
 
 ALLOWED_METHODS = "GET, HEAD"
+# After rejecting an oversized request, read at most this much of the rest.
+DISCARD_MAX_BYTES = 65536
+DISCARD_SECONDS = 0.2
 
 
 class RequestTooLarge(Exception):
@@ -98,11 +101,26 @@ class HealthHandler(BaseHTTPRequestHandler):
         except RequestTooLarge:
             self.close_connection = True
             self._reply(431, {"error": "request header fields too large"})
+            self.wfile.flush()
+            self._discard_input()
         except RequestTooSlow:
             self.close_connection = True
         except (TimeoutError, ssl.SSLError, ConnectionError) as error:
             log.debug("connection from %s closed: %s", self.client_address[0], error)
             self.close_connection = True
+
+    def _discard_input(self) -> None:
+        # Closing a socket with unread input sends a TCP reset, which can
+        # destroy the 431 answer before the client reads it, so read on
+        # briefly, up to a bound.
+        self.connection.settimeout(DISCARD_SECONDS)
+        discarded = 0
+        with contextlib.suppress(OSError):
+            while discarded < DISCARD_MAX_BYTES:
+                data = self.connection.recv(16384)
+                if not data:
+                    break
+                discarded += len(data)
 
     def do_GET(self) -> None:
         self._route(send_body=True)
