@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from invoke import Context, Exit
 
 from infra import copy, tags
@@ -44,7 +44,7 @@ def fail_copy_image(aws: Aws, region: str, code: str) -> None:
 
     def answer(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         error = {"Code": code, "Message": f"simulated {code}"}
-        return AWSResponse("https://ec2", 400, {}, None), {"Error": error}
+        return AWSResponse("https://ec2", 400, HTTPHeaders(), None), {"Error": error}
 
     aws.client("ec2", region).meta.events.register("before-call.ec2.CopyImage", answer)
 
