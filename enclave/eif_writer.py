@@ -99,6 +99,8 @@ def write_eif(
                 crc = _write_section(stream, index, source, crc)
             stream.seek(CRC_OFFSET)
             stream.write(struct.pack(">I", crc))
+        # mkstemp creates the file as 0600; an EIF is not secret.
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -160,22 +162,22 @@ def _write_section(stream: object, index: int, source: SectionSource, crc: int) 
 def filler(seed: str, size: int) -> Iterator[bytes]:
     """Yield `size` deterministic pseudo-random bytes in chunks of up to 1 MiB.
 
-    The bytes are SHA-512 in counter mode over `seed`: cheap to make and not
-    compressible, so they stand in for real kernel and ramdisk content.
+    The first chunk is SHA-512 in counter mode over `seed`; each later chunk
+    repeats it behind its 8-byte chunk number. The bytes are cheap to make
+    and do not compress, so they stand in for kernel and ramdisk content.
     """
-    block = 1 << 20
-    counter = 0
+    block_size = 1 << 20
+    digests = []
+    for counter in range(-(-min(size, block_size) // 64)):
+        digests.append(hashlib.sha512(f"{seed}:{counter}".encode()).digest())
+    block = b"".join(digests)
     remaining = size
+    number = 0
     while remaining:
-        pieces = []
-        length = 0
-        while length < min(block, remaining):
-            piece = hashlib.sha512(f"{seed}:{counter}".encode()).digest()
-            pieces.append(piece)
-            length += len(piece)
-            counter += 1
-        chunk = b"".join(pieces)[: min(block, remaining)]
+        chunk = block if number == 0 else number.to_bytes(8, "big") + block[8:]
+        chunk = chunk[: min(block_size, remaining)]
         remaining -= len(chunk)
+        number += 1
         yield chunk
 
 
