@@ -100,6 +100,7 @@ def run() -> str:
     report = verify_document(data, policy=policy, at=AT)
     if not (report.check("signature").passed and report.check("chain").passed):
         raise RuntimeError(f"fixture no longer verifies: {report.failed}")
+
     # One core: pin this process to the first CPU it may use.
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cpus)})
@@ -113,6 +114,7 @@ def run() -> str:
         )
     finally:
         os.sched_setaffinity(0, cpus)
+
     rows = [
         ("`verify_document` (format, signature, chain, policy)", seconds["full"]),
         ("five ECDSA P-384 verifications alone", seconds["ecdsa"]),
@@ -128,6 +130,7 @@ def run() -> str:
             ),
         ]
     )
+
     full, ecdsa = seconds["full"], seconds["ecdsa"]
     return f"""## Attestation verification
 

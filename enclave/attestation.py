@@ -1,14 +1,14 @@
 """Verify a Nitro attestation document: format, signature, chain and policy.
 
 The steps follow docs/attestation_process.md in
-github.com/aws/aws-nitro-enclaves-nsm-api: decode the COSE_Sign1, check the
-payload's fields, build the chain from the leaf certificate through the
-cabundle (root first) to the pinned AWS Nitro Enclaves Root-G1 certificate,
-check each certificate's validity window, basic constraints and key usage,
-and verify the ES384 signature with the leaf's key. Policy checks then
-compare the PCRs, nonce, timestamp and optional fields with what the caller
-expects. Every check runs and lands in the report, so one run shows every
-reason a document fails.
+github.com/aws/aws-nitro-enclaves-nsm-api. The verifier decodes the
+COSE_Sign1 and checks the payload's fields. It builds the chain from the leaf
+certificate through the cabundle (root first) to the pinned AWS Nitro
+Enclaves Root-G1 certificate, and checks each certificate's validity window,
+basic constraints and key usage. It verifies the ES384 signature with the
+leaf's key. Policy checks then compare the PCRs, nonce, timestamp and
+optional fields with the expected values. Every check runs and lands in the
+report, so one run shows every reason a document fails.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -38,8 +38,9 @@ from enclave.cose import FormatError
 log = logging.getLogger(__name__)
 
 ROOT_CERTIFICATE_PATH = Path(__file__).resolve().parent / "aws_nitro_root.pem"
-# SHA-256 of the DER root certificate, as AWS publishes it in the Nitro
-# Enclaves user guide ("Verifying the root of trust").
+# SHA-256 of the DER Root-G1 certificate, the fingerprint AWS publishes for it.
+# attestation_process.md gives the SHA-256 of the zip file that carries the
+# certificate instead (8cf60e2b...), which is a different value.
 ROOT_CERTIFICATE_SHA256 = (
     "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
 )
@@ -54,7 +55,7 @@ DEFAULT_CLOCK_SKEW = timedelta(seconds=30)
 
 @dataclass(frozen=True)
 class Check:
-    """One verification step's outcome; `detail` says what was compared."""
+    """One verification step's outcome; `detail` names what was compared."""
 
     name: str
     passed: bool
@@ -96,7 +97,7 @@ class Policy:
 
     `pcrs` maps a PCR index to its expected bytes. A None field is not
     checked. PCR0, PCR1 and PCR2 must never be all zeros (debug mode),
-    whatever `pcrs` says.
+    whatever `pcrs` contains.
     """
 
     pcrs: Mapping[int, bytes] = field(default_factory=dict)
@@ -108,7 +109,7 @@ class Policy:
 
 
 class ChainError(Exception):
-    """A chain that does not lead to the pinned root; the message says where."""
+    """A chain that does not lead to the pinned root; the message names where."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,10 @@ def describe_format(parsed: ParsedMessage) -> Check:
 
 def check_signature(parsed: ParsedMessage) -> Check:
     """Verify the COSE signature with the leaf certificate's P-384 key."""
-    public_key = parsed.leaf.public_key()
+    try:
+        public_key = parsed.leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm) as error:
+        return Check("signature", False, f"leaf certificate key is invalid: {error}")
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP384R1
     ):
@@ -243,6 +247,9 @@ def check_chain(
         check_constraints(chain)
     except ChainError as error:
         return Check("chain", False, str(error))
+    except (ValueError, UnsupportedAlgorithm) as error:
+        # cryptography parses names, keys and extensions on first access.
+        return Check("chain", False, f"invalid certificate in the chain: {error}")
     return Check(
         "chain",
         True,
@@ -280,7 +287,7 @@ def check_chain_signatures(chain: list[tuple[str, x509.Certificate]]) -> None:
     for (label, certificate), (issuer_label, issuer) in itertools.pairwise(chain):
         try:
             certificate.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as error:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as error:
             reason = str(error) or type(error).__name__
             raise ChainError(
                 f"{label} ({certificate.subject.rfc4514_string()}) is not issued "

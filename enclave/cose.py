@@ -74,26 +74,26 @@ def decode_sign1(data: bytes) -> CoseSign1:
                 "(COSE_Sign1)"
             )
         item = item.value
+
     # cbor2 decodes arrays inside a tag as tuples and maps as frozendicts.
     if not isinstance(item, list | tuple) or len(item) != 4:
         raise FormatError(
             f"document is not a COSE_Sign1 array of 4 items (got {describe_type(item)})"
         )
     protected, unprotected, payload, signature = item
-    if not isinstance(protected, bytes):
-        raise FormatError(
-            f"protected header is {describe_type(protected)}, expected bytes"
-        )
+    check_protected_header(protected)
     if not isinstance(unprotected, Mapping):
         raise FormatError(
             f"unprotected header is {describe_type(unprotected)}, expected a map"
         )
+
     if not isinstance(payload, bytes):
         raise FormatError(f"payload is {describe_type(payload)}, expected bytes")
     if not 1 <= len(payload) <= MAX_PAYLOAD_SIZE:
         raise FormatError(
             f"payload is {len(payload)} bytes, expected 1 to {MAX_PAYLOAD_SIZE}"
         )
+
     if not isinstance(signature, bytes):
         raise FormatError(f"signature is {describe_type(signature)}, expected bytes")
     if len(signature) != ES384_SIGNATURE_SIZE:
@@ -101,7 +101,6 @@ def decode_sign1(data: bytes) -> CoseSign1:
             f"signature is {len(signature)} bytes, expected {ES384_SIGNATURE_SIZE} "
             "for ES384"
         )
-    check_protected_header(protected)
     return CoseSign1(
         protected=protected,
         unprotected=unprotected,
@@ -111,8 +110,12 @@ def decode_sign1(data: bytes) -> CoseSign1:
     )
 
 
-def check_protected_header(protected: bytes) -> None:
-    """Check that the protected header is a CBOR map with alg ES384."""
+def check_protected_header(protected: object) -> None:
+    """Check that the protected header is a serialized CBOR map with alg ES384."""
+    if not isinstance(protected, bytes):
+        raise FormatError(
+            f"protected header is {describe_type(protected)}, expected bytes"
+        )
     # An empty byte string stands for an empty map (RFC 9052 section 3).
     header = decode_cbor(protected, what="protected header") if protected else {}
     if not isinstance(header, Mapping):

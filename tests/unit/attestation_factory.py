@@ -1,6 +1,6 @@
 """Build test PKIs and signed attestation documents shaped like AWS's.
 
-A P-384 test root stands in for the AWS Nitro Enclaves root. As in AWS
+A P-384 test root replaces the AWS Nitro Enclaves root. As in AWS
 documents, the chain has three intermediates (path lengths 2, 1 and 0) and
 a leaf that signs the document, so verifying one takes five ECDSA P-384
 verifications.

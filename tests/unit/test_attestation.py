@@ -14,6 +14,7 @@ from attestation_factory import (
     NONCE,
     NOW,
     RELEASE_PCRS,
+    Authority,
     Pki,
     make_certificate,
     make_document,
@@ -21,7 +22,10 @@ from attestation_factory import (
     payload_fields,
     sign_payload,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from enclave.attestation import (
     Policy,
@@ -413,3 +417,27 @@ def test_self_signed_leaf_rejected(pki: Pki) -> None:
     report = verify(pki, make_document(lone))
 
     assert failed_names(report) == ["chain"]
+
+
+def test_malformed_extension_fails_chain(pki: Pki) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    issuer = pki.intermediates[-1]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bad")]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(hours=1))
+        .not_valid_after(NOW + timedelta(hours=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.KEY_USAGE, b"\x00"),
+            critical=True,
+        )
+        .sign(issuer.key, hashes.SHA384())
+    )
+    broken = Pki(pki.root, pki.intermediates, Authority(certificate, key))
+    report = verify(pki, make_document(broken))
+
+    assert failed_names(report) == ["chain"]
+    assert "invalid certificate in the chain" in report.check("chain").detail
