@@ -38,7 +38,7 @@ PCR_KEYS = ("PCR0", "PCR1", "PCR2", "PCR8")
 
 @dataclass(frozen=True)
 class BuildResult:
-    """Where the build put the EIF and its measurements, and what it found."""
+    """The paths of a built EIF and its measurements, and the EIF's details."""
 
     eif: Path
     measurements: Path
@@ -204,6 +204,8 @@ def build_enclave(
 
 
 def _build_with_tools(config: Config, *, target: Path, tag: str) -> EifInfo:
+    # NOTE: tested only with stand-in docker and nitro-cli scripts, never yet
+    # run with the real tools on Amazon Linux 2023.
     docker_build(
         tag=tag,
         ref=notary_ref(config.enclave.build),
@@ -246,8 +248,8 @@ def require_real_eif(info: EifInfo, target: str) -> None:
 def manifest_for_eif(eif: Path, *, version: str, git_commit: str) -> ReleaseManifest:
     """Inspect `eif` and return the release manifest that describes it.
 
-    build_time is the BuildTime nitro-cli records in the EIF's metadata when
-    present (the sample carries a fixed one); otherwise it is the file's
+    build_time is the BuildTime that nitro-cli records in the EIF's metadata,
+    and the sample carries a fixed one. Without it, build_time is the file's
     modification time in UTC, so re-running on the same file gives the same
     manifest.
     """

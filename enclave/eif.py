@@ -18,8 +18,8 @@ the DER form of the signing certificate in the signature section. The
 metadata section is not measured.
 
 The file is read once, in chunks. Reading happens on the calling thread, and
-three worker threads hash: one for PCR0 (which also holds PCR1 until the
-first ramdisk ends), one for PCR2 (and PCR1 after that), one for the file's
+three worker threads hash: one for PCR0 (which also keeps PCR1 until the
+second ramdisk starts), one for PCR2 (and PCR1 after that), one for the file's
 SHA-256 and the CRC32. hashlib and zlib release the GIL on large buffers, so
 the workers run in parallel.
 """
@@ -62,8 +62,8 @@ CRC_OFFSET = HEADER_SIZE - 4
 ARCH_ARM64_FLAG = 0x1
 PCR_ALGORITHM = "sha384"
 PCR_SIZE = 48
-# Signature and metadata payloads are held in memory to be parsed; nitro-cli
-# writes a few KiB for each, so a larger one marks a damaged file.
+# Signature and metadata payloads are read into memory to be parsed. nitro-cli
+# writes a few KiB for each, so a payload above 1 MiB marks a damaged file.
 MAX_PARSED_SECTION = 1 << 20
 DEFAULT_CHUNK_SIZE = 1 << 20
 # Chunks handed to the workers and not yet hashed, at most; with 1 MiB chunks
@@ -103,7 +103,7 @@ class Section:
 
 @dataclass(frozen=True)
 class EifInfo:
-    """What one pass over an EIF found: layout, measurements and digests.
+    """The layout, measurements and digests from one pass over an EIF.
 
     PCRs are lower-case hex, as nitro-cli prints them; pcr8 is None for an
     unsigned image. default_mem is in bytes, as the header stores it.
@@ -186,6 +186,8 @@ class EifInfo:
         return result
 
 
+# NOTE: the PCRs follow nitro-cli's source and match an independent
+# computation in the tests, but no nitro-cli-built EIF has been compared yet.
 def pcr_from_digest(digest: bytes) -> str:
     """Extend a zeroed PCR with one SHA-384 digest, as the Nitro hypervisor does."""
     return hashlib.sha384(bytes(PCR_SIZE) + digest).hexdigest()
@@ -246,7 +248,7 @@ class _Digests:
     def __init__(self) -> None:
         self.sha256 = hashlib.sha256()
         self.crc32 = 0
-        # PCR0's hasher; until the first ramdisk ends it is also PCR1's.
+        # PCR0's hasher. Until the second ramdisk starts it is also PCR1's.
         self.image = hashlib.sha384()
         self.bootstrap: Any = None
         self.app = hashlib.sha384()
@@ -294,6 +296,7 @@ class _Reader:
         self.check_table(count, offsets, sizes)
         sections, metadata, certificate = self.read_sections(count, offsets, sizes)
         self.workers.drain()
+
         digests = self.digests
         if digests.crc32 != crc:
             raise self.fail(
@@ -301,6 +304,7 @@ class _Reader:
                 f"gives {digests.crc32:08x}; the file is damaged or was edited, "
                 "so copy or build it again"
             )
+
         bootstrap = digests.bootstrap or digests.image
         pcr8 = None
         if certificate is not None:
@@ -334,6 +338,7 @@ class _Reader:
                 f"not an EIF: the file starts with {magic.hex()} where an EIF "
                 f"starts with {MAGIC.hex()} ('.eif'); pass an enclave image file"
             )
+
         if self.file_size < HEADER_SIZE:
             raise self.fail(
                 f"truncated: {self.file_size} bytes, shorter than the "
@@ -347,6 +352,7 @@ class _Reader:
         self.workers.submit(
             self.workers.whole, self.digests.update_whole, raw[CRC_OFFSET:], False
         )
+
         fields = struct.unpack(HEADER_FORMAT, raw)
         version, flags, mem, cpus, _reserved, count = fields[1:7]
         offsets = fields[7 : 7 + MAX_SECTIONS]
@@ -549,7 +555,7 @@ def signing_certificate_der(payload: bytes) -> bytes:
     # is the same bytes for any certificate in canonical DER, as X.509 requires.
     match = _PEM.search(pem)
     if match is None:
-        raise ValueError("signing_certificate holds no PEM certificate")
+        raise ValueError("signing_certificate contains no PEM certificate")
     try:
         return base64.b64decode(b"".join(match.group(1).split()), validate=True)
     except binascii.Error:

@@ -76,7 +76,7 @@ def write_eif(
     ]
     if len(sources) > MAX_SECTIONS:
         raise ValueError(
-            f"{len(sources)} sections given; an EIF holds at most {MAX_SECTIONS}"
+            f"{len(sources)} sections given; an EIF has at most {MAX_SECTIONS}"
         )
     header = header_bytes(
         sources,
@@ -206,7 +206,7 @@ def write_sample_eif(path: Path, *, version: str) -> Path:
     """Write the sample EIF: small, deterministic, valid, and not bootable.
 
     Its kernel and ramdisks are filler bytes, so it does not boot on Nitro;
-    its metadata says `"sample": true` so that a bake for `target: aws`
+    its metadata sets `"sample": true` so that a bake for `target: aws`
     rejects it. The same version always gives the same bytes.
     """
     notice = b"notary-fleet sample EIF: not a kernel, does not boot on Nitro\n"

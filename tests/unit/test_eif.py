@@ -346,7 +346,7 @@ def test_gap_between_sections(tmp_path: Path) -> None:
 def test_header_size_disagrees(tmp_path: Path) -> None:
     sections = [(KERNEL, b"kernel"), (RAMDISK, b"r")]
     path = write_eif(tmp_path / "a.eif", sections=sections)
-    # Shrink the kernel's own size field; the table still says 6.
+    # Shrink the kernel's own size field; the table still gives 6.
     patch(path, HEADER_SIZE + 4, struct.pack(">Q", 5))
     with pytest.raises(EifError, match="header gives size 5, but the section table"):
         inspect_eif(path)
