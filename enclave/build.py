@@ -245,15 +245,21 @@ def require_real_eif(info: EifInfo, target: str) -> None:
         )
 
 
-def manifest_for_eif(eif: Path, *, version: str, git_commit: str) -> ReleaseManifest:
+def manifest_for_eif(
+    eif: Path, *, version: str, git_commit: str, info: EifInfo | None = None
+) -> ReleaseManifest:
     """Inspect `eif` and return the release manifest that describes it.
+
+    Pass `info` from an earlier inspect_eif of the same file to skip a
+    second read.
 
     build_time is the BuildTime that nitro-cli records in the EIF's metadata,
     and the sample carries a fixed one. Without it, build_time is the file's
     modification time in UTC, so re-running on the same file gives the same
     manifest.
     """
-    info = inspect_eif(Path(eif))
+    if info is None:
+        info = inspect_eif(Path(eif))
     build_time = info.build_time or _modification_time(Path(eif))
     return ReleaseManifest(
         version=version,

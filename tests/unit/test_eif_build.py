@@ -143,6 +143,12 @@ def test_manifest_time_from_file(real: Path) -> None:
     assert manifest.sample is False
 
 
+def test_manifest_given_info(sample: Path, real: Path) -> None:
+    info = inspect_eif(real)
+    manifest = manifest_for_eif(sample, version="1.0.0", git_commit="c" * 40, info=info)
+    assert manifest.pcr0 == info.pcr0
+
+
 def test_manifest_deterministic(sample: Path) -> None:
     first = manifest_for_eif(sample, version="1.0.0", git_commit="c" * 40)
     second = manifest_for_eif(sample, version="1.0.0", git_commit="c" * 40)
