@@ -60,7 +60,6 @@ SECTION_HEADER_SIZE = struct.calcsize(SECTION_HEADER_FORMAT)
 # The CRC32 field is the header's last 4 bytes.
 CRC_OFFSET = HEADER_SIZE - 4
 ARCH_ARM64_FLAG = 0x1
-PCR_ALGORITHM = "sha384"
 PCR_SIZE = 48
 # Signature and metadata payloads are read into memory to be parsed. nitro-cli
 # writes a few KiB for each, so a payload above 1 MiB marks a damaged file.
@@ -207,6 +206,8 @@ def inspect_eif(path: Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> EifInfo:
         raise EifError(f"EIF {path} not found: check the path") from None
     except IsADirectoryError:
         raise EifError(f"EIF {path} is a directory: pass the .eif file") from None
+    except PermissionError:
+        raise EifError(f"EIF {path} is not readable: check its permissions") from None
     with stream, _Workers() as workers:
         return _Reader(path, stream, workers, chunk_size).read()
 
@@ -279,16 +280,21 @@ class _Reader:
     def fail(self, message: str) -> EifError:
         return EifError(f"{self.path}: {message}")
 
-    def read_exact(self, count: int, what: str) -> bytes:
-        data = self.stream.read(count)
-        if data is None or len(data) != count:
-            got = 0 if data is None else len(data)
-            raise self.fail(
-                f"truncated: the file ends at byte {self.position + got} inside "
-                f"the {what}; copy or build the EIF again"
-            )
+    def read_exact(self, count: int, part: str) -> bytes:
+        # A raw read may return fewer bytes than requested before the end.
+        pieces = []
+        got = 0
+        while got < count:
+            piece = self.stream.read(count - got)
+            if not piece:
+                raise self.fail(
+                    f"truncated: the file ends at byte {self.position + got} "
+                    f"inside the {part}; copy or build the EIF again"
+                )
+            pieces.append(piece)
+            got += len(piece)
         self.position += count
-        return data
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def read(self) -> EifInfo:
         header = self.read_header()
