@@ -377,17 +377,18 @@ def check_pcr(document: AttestationDocument, index: int, expected: bytes) -> Che
 
 
 def check_debug_mode(document: AttestationDocument) -> Check:
-    """Reject all-zero PCR0, PCR1 or PCR2: the enclave runs in debug mode."""
+    """Reject an all-zero PCR0, PCR1 or PCR2, which marks a debug-mode enclave."""
     zeroed = [
         f"PCR{index}"
         for index in RELEASE_PCRS
         if index in document.pcrs and not any(document.pcrs[index])
     ]
     if zeroed:
+        verb = "is" if len(zeroed) == 1 else "are"
         return Check(
             "debug-mode",
             False,
-            f"{', '.join(zeroed)} all zeros: the enclave runs in debug mode",
+            f"{', '.join(zeroed)} {verb} all zeros, so the enclave ran in debug mode",
         )
     return Check("debug-mode", True, "PCR0, PCR1 and PCR2 are not all zeros")
 
