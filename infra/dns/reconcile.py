@@ -57,6 +57,11 @@ class RegionDns:
     # healthy, unhealthy, unknown (no status available) or missing.
     health_check_state: str
 
+    @property
+    def locations(self) -> tuple[str, ...]:
+        """The locations Route 53 serves from this region."""
+        return self.live
+
 
 @dataclass
 class _Current:
