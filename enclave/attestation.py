@@ -48,6 +48,7 @@ ROOT_CERTIFICATE_SHA256 = (
 # the user application.
 RELEASE_PCRS = (0, 1, 2)
 PCR_KEY = re.compile(r"pcr([0-9]{1,2})")
+BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
 DEFAULT_MAX_AGE = timedelta(minutes=5)
 # How far a document's timestamp may run ahead of the verification clock.
 DEFAULT_CLOCK_SKEW = timedelta(seconds=30)
@@ -133,12 +134,13 @@ def certificate_sha256(certificate: x509.Certificate) -> str:
 def decode_document_encoding(data: bytes) -> bytes:
     """Return raw COSE bytes from raw CBOR or base64 (standard or URL-safe).
 
-    A COSE_Sign1 starts with 0xd2 (tag 18) or 0x84 (an array of 4), and
-    neither byte can start base64 text.
+    Input made only of base64 characters and white space is base64. A
+    COSE_Sign1 in CBOR never is, because its first byte is 0xd2 (tag 18),
+    0xd8 (a longer tag form) or 0x84 (an array of 4).
     """
-    if data[:1] in (b"\xd2", b"\x84"):
-        return data
     text = b"".join(data.split())
+    if not text or BASE64_TEXT.fullmatch(text) is None:
+        return data
     if len(text) > cose.MAX_DOCUMENT_SIZE * 4 // 3 + 4:
         raise FormatError(
             f"document is {len(text)} base64 characters, above the maximum "
@@ -147,10 +149,8 @@ def decode_document_encoding(data: bytes) -> bytes:
     alphabet = b"-_" if b"-" in text or b"_" in text else b"+/"
     try:
         return base64.b64decode(text, altchars=alphabet, validate=True)
-    except (binascii.Error, ValueError):
-        raise FormatError(
-            "document is neither CBOR (first byte 0xd2 or 0x84) nor base64"
-        ) from None
+    except (binascii.Error, ValueError) as error:
+        raise FormatError(f"document is not valid base64: {error}") from None
 
 
 def parse_message(data: bytes) -> ParsedMessage:

@@ -354,7 +354,22 @@ def test_empty_input_fails_format(pki: Pki) -> None:
 def test_garbage_text_fails_format(pki: Pki) -> None:
     report = verify(pki, b"not a document!")
 
-    assert "neither CBOR" in report.check("format").detail
+    assert failed_names(report) == ["format"]
+    assert report.check("format").detail.startswith("document ")
+
+
+def test_bad_base64_padding_fails_format(pki: Pki) -> None:
+    report = verify(pki, b"hEShATgioA=")
+
+    assert "not valid base64" in report.check("format").detail
+
+
+def test_long_tag_form_accepted(pki: Pki) -> None:
+    # 0xd8 0x12 encodes tag 18 in two bytes, a valid if unusual CBOR form.
+    data = make_document(pki)
+    report = verify(pki, b"\xd8\x12" + data[1:])
+
+    assert report.ok
 
 
 def test_invalid_certificate_der_fails_format(pki: Pki) -> None:
