@@ -94,7 +94,7 @@ class VerificationReport:
 
 @dataclass(frozen=True)
 class Policy:
-    """What the verifier expects of a document beyond a valid signature.
+    """The expected values a document must match beyond its signature and chain.
 
     `pcrs` maps a PCR index to its expected bytes. A None field is not
     checked. PCR0, PCR1 and PCR2 must never be all zeros (debug mode),
