@@ -208,9 +208,12 @@ def _delete_endpoints(ctx: RegionContext, timing: Timing) -> None:
     ec2.delete_vpc_endpoints(VpcEndpointIds=ids)
 
     def gone() -> bool | None:
-        remaining = ec2.describe_vpc_endpoints(
-            Filters=[{"Name": "vpc-endpoint-id", "Values": ids}]
-        )["VpcEndpoints"]
+        try:
+            remaining = ec2.describe_vpc_endpoints(VpcEndpointIds=ids)["VpcEndpoints"]
+        except ClientError as error:
+            if "NotFound" in error_code(error):
+                return True
+            raise
         live = [e for e in remaining if e.get("State", "").lower() != "deleted"]
         return True if not live else None
 
