@@ -20,11 +20,11 @@ from infra.rollout import (
     rollout_region,
 )
 from infra.rollout import lock as rollout_lock
+from infra.rollout.context import RegionContext
 from infra.rollout.destroy import destroy_region
 from infra.rollout.dns import DnsState, Endpoint
 from infra.rollout.fleet import region_order, run_regions
 from infra.rollout.groups import list_groups
-from infra.rollout.context import RegionContext
 from infra.rollout.loadbalancer import find_target_group
 from infra.rollout.status import region_status
 
