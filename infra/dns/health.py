@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 RESOURCE = "route53-health-check"
 COMPONENT = "health-check"
 RESOURCE_PATH = "/healthcheck"
-# Type and RequestInterval cannot change after creation; the others can.
+# Route 53 cannot change Type or RequestInterval after creation, but can
+# change the other settings with UpdateHealthCheck.
 IMMUTABLE = ("Type", "RequestInterval")
 MUTABLE = (
     "FullyQualifiedDomainName",
@@ -36,8 +37,8 @@ MUTABLE = (
 )
 # Route 53 accepts at most 10 tags per health check.
 MAX_TAGS = 10
-# A deleted health check's CallerReference cannot be used again, so creation
-# moves on to numbered variants of the same reference.
+# Route 53 rejects the CallerReference of a deleted health check for some
+# days (HealthCheckAlreadyExists), so creation moves on to numbered variants.
 REFERENCE_VARIANTS = 5
 # Route 53 counts an endpoint healthy when more than 18% of its checkers
 # report it healthy (Route 53 Developer Guide, "How Amazon Route 53
@@ -68,20 +69,20 @@ def desired_config(config: Config, endpoint: LoadBalancerEndpoint) -> dict[str, 
 
 
 def desired_tags(config: Config, region: str) -> dict[str, str]:
-    """Return the health check's tags; raise UserError above Route 53's limit."""
-    wanted = config.resource_tags(
+    """Return the health check's tags, or raise UserError above Route 53's limit."""
+    expected = config.resource_tags(
         **{
             tags.REGION: region,
             tags.COMPONENT: COMPONENT,
             "Name": f"{config.project}-{region}",
         }
     )
-    if len(wanted) > MAX_TAGS:
+    if len(expected) > MAX_TAGS:
         raise UserError(
             f"tags: a Route 53 health check takes at most {MAX_TAGS} tags and "
-            f"{len(wanted)} are needed: remove {len(wanted) - MAX_TAGS} from tags"
+            f"{len(expected)} are needed: remove {len(expected) - MAX_TAGS} from tags"
         )
-    return wanted
+    return expected
 
 
 def caller_reference(
@@ -113,7 +114,7 @@ def find_health_checks(
         if not answer.get("IsTruncated") or not answer.get("NextMarker"):
             break
         params = {"Marker": answer["NextMarker"]}
-    wanted = {
+    expected = {
         tags.PROJECT: config.project,
         tags.REGION: region,
         tags.COMPONENT: COMPONENT,
@@ -129,7 +130,7 @@ def find_health_checks(
         )
         for tag_set in answer.get("ResourceTagSets", []):
             current = tags.from_list(tag_set.get("Tags"))
-            if all(current.get(key) == value for key, value in wanted.items()):
+            if all(current.get(key) == value for key, value in expected.items()):
                 check = checks[tag_set["ResourceId"]]
                 found.append(
                     FoundHealthCheck(
@@ -174,8 +175,10 @@ def updates(check: FoundHealthCheck, desired: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def missing_tags(check: FoundHealthCheck, wanted: dict[str, str]) -> dict[str, str]:
-    return {key: value for key, value in wanted.items() if check.tags.get(key) != value}
+def missing_tags(check: FoundHealthCheck, expected: dict[str, str]) -> dict[str, str]:
+    return {
+        key: value for key, value in expected.items() if check.tags.get(key) != value
+    }
 
 
 def create(
@@ -183,9 +186,12 @@ def create(
     config: Config,
     region: str,
     desired: dict[str, Any],
-    wanted_tags: dict[str, str],
+    expected_tags: dict[str, str],
 ) -> str:
-    """Create and tag the region's health check; return its id."""
+    """Create and tag the region's health check, and return its id."""
+    # NOTE: when a run dies between creation and tagging, Route 53 returns the
+    # same health check on the next run, but the emulator (moto 5.2) ignores
+    # CallerReference and creates a second one, left untagged.
     for variant in range(1, REFERENCE_VARIANTS + 1):
         reference = caller_reference(config, region, desired, variant)
         try:
@@ -199,7 +205,7 @@ def create(
         except ClientError as error:
             if error_code(error) != "HealthCheckAlreadyExists":
                 raise
-            log.info("CallerReference %s was used before; trying the next", reference)
+            log.info("CallerReference %s was used before, trying the next", reference)
     else:
         raise UserError(
             f"health check for {region}: CallerReferences {reference} and the "
@@ -207,7 +213,7 @@ def create(
             "untagged health checks for this load balancer, then run again"
         )
     check_id = str(answer["HealthCheck"]["Id"])
-    tag(route53, check_id, wanted_tags)
+    tag(route53, check_id, expected_tags)
     log.info("Created health check %s for %s", check_id, region)
     return check_id
 
@@ -224,18 +230,18 @@ def update(route53: Any, check: FoundHealthCheck, changes: dict[str, Any]) -> No
     log.info("Updated health check %s: %s", check.id, ", ".join(sorted(changes)))
 
 
-def tag(route53: Any, check_id: str, wanted: dict[str, str]) -> None:
+def tag(route53: Any, check_id: str, expected: dict[str, str]) -> None:
     call(
         route53,
         "change_tags_for_resource",
         ResourceType="healthcheck",
         ResourceId=check_id,
-        AddTags=tags.to_list(wanted),
+        AddTags=tags.to_list(expected),
     )
 
 
 def delete(route53: Any, check_id: str) -> None:
-    """Delete a health check; one already gone counts as deleted."""
+    """Delete a health check, treating one already gone as deleted."""
     try:
         call(route53, "delete_health_check", HealthCheckId=check_id)
     except ClientError as error:
@@ -249,7 +255,7 @@ def state(route53: Any, check_id: str) -> str:
     try:
         answer = call(route53, "get_health_check_status", HealthCheckId=check_id)
     except (ClientError, ResponseParserError) as error:
-        # The emulator answers unimplemented calls with HTTP 500, which
+        # The emulator returns HTTP 500 for unimplemented calls, which
         # botocore raises as ResponseParserError.
         log.info("No status for health check %s: %s", check_id, error)
         return "unknown"

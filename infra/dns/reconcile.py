@@ -37,10 +37,11 @@ log = logging.getLogger(__name__)
 # Route 53 is a global service whose API lives in us-east-1.
 ROUTE53_REGION = "us-east-1"
 ZONE_RESOURCE = "route53-hosted-zone"
-# Stands in for the id of a health check not created yet, in plans and checks.
+# Placeholder id of a health check not created yet, used in dry-run plans and
+# in the rule checks that run before any write.
 PENDING_CHECK_ID = "00000000-0000-0000-0000-000000000000"
-# A batch planned from records another region changed meanwhile fails with
-# InvalidChangeBatch; the region then reads and plans again.
+# A batch planned from records that another region changed meanwhile fails
+# with InvalidChangeBatch, so the region reads and plans again.
 PLAN_ROUNDS = 3
 
 _zone_lock = threading.Lock()
@@ -90,7 +91,7 @@ def reconcile_dns(
     locations = region_locations(config, region)
     _check_endpoint(region, endpoint)
     route53 = aws.client("route53", ROUTE53_REGION)
-    wanted_tags = health.desired_tags(config, region)
+    expected_tags = health.desired_tags(config, region)
     desired_check = health.desired_config(config, endpoint)
     round_number = 1
     while True:
@@ -102,7 +103,7 @@ def reconcile_dns(
                 endpoint,
                 locations,
                 desired_check,
-                wanted_tags,
+                expected_tags,
                 dry_run=dry_run,
                 wait=wait,
                 poll_seconds=poll_seconds,
@@ -112,7 +113,7 @@ def reconcile_dns(
             if error_code(error) != "InvalidChangeBatch" or round_number >= PLAN_ROUNDS:
                 raise
             log.info(
-                "Records of %s changed while planning %s (%s); planning again",
+                "Records of %s changed while planning %s (%s), planning again",
                 config.domain,
                 region,
                 error,
@@ -135,7 +136,7 @@ def _reconcile_once(
     endpoint: LoadBalancerEndpoint,
     locations: list[Location],
     desired_check: dict[str, Any],
-    wanted_tags: dict[str, str],
+    expected_tags: dict[str, str],
     *,
     dry_run: bool,
     wait: bool,
@@ -148,7 +149,7 @@ def _reconcile_once(
     in_use = {str(record.get("HealthCheckId")) for record in owned}
     keep = health.choose(current.checks, desired_check, in_use)
     check_updates = health.updates(keep, desired_check) if keep else {}
-    check_tags = health.missing_tags(keep, wanted_tags) if keep else {}
+    check_tags = health.missing_tags(keep, expected_tags) if keep else {}
     stale = [check for check in current.checks if keep is None or check.id != keep.id]
 
     # Plan and check the batch before any write, with a stand-in id for a
@@ -164,7 +165,7 @@ def _reconcile_once(
         return plan
 
     if keep is None:
-        check_id = health.create(route53, config, region, desired_check, wanted_tags)
+        check_id = health.create(route53, config, region, desired_check, expected_tags)
         records = _plan_records(config, region, endpoint, locations, check_id, current)
     else:
         if check_updates:
@@ -181,6 +182,8 @@ def _reconcile_once(
         timeout_seconds=timeout_seconds,
     )
     # No record uses the stale checks now, so Route 53 lets them go.
+    # NOTE: without `wait`, they go before the record change is INSYNC, so for
+    # up to about a minute some Route 53 servers serve records that name them.
     for check in stale:
         health.delete(route53, check.id)
     if not plan.has_changes:
@@ -215,7 +218,7 @@ def _missing_zone(
     if dry_run:
         return None
     log.info(
-        "Hosted zone %s does not exist on the emulator; creating it",
+        "Hosted zone %s not found on the emulator, creating it",
         config.hosted_zone,
     )
     return zone.create_zone(route53, config)
@@ -293,8 +296,12 @@ def remove_region_dns(
     poll_seconds: float = 5.0,
     timeout_seconds: float = 600.0,
 ) -> Plan:
-    """Delete the region's records, the default record if it holds it, then its
-    health checks; return the plan. The region need not be in the config."""
+    """Delete the region's records, including the default record when the region
+    owns it, then its health checks, and return the plan.
+
+    The region need not be in the config, so a region dropped from it can be
+    removed.
+    """
     route53 = aws.client("route53", ROUTE53_REGION)
     plan = Plan()
     zone_id = zone.find_zone(route53, config)
@@ -332,7 +339,11 @@ def dns_status(aws: Aws, config: Config, region: str) -> RegionDns:
     used = [
         str(record["HealthCheckId"]) for record in owned if "HealthCheckId" in record
     ]
-    check_id = used[0] if used else (checks[0].id if checks else None)
+    check_id: str | None = None
+    if used:
+        check_id = used[0]
+    elif checks:
+        check_id = checks[0].id
     state = health.state(route53, check_id) if check_id else "missing"
     configured: list[Location] = []
     if region in config.region_names:

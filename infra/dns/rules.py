@@ -15,7 +15,7 @@ from infra.geo import CONTINENTS, COUNTRIES, US_SUBDIVISIONS
 
 RecordKey = tuple[str, str, str]
 
-# The key each routing policy adds to a record set; none of them is simple.
+# The key that each routing policy other than simple adds to a record set.
 ROUTING_KEYS = {
     "GeoLocation": "geolocation",
     "Weight": "weighted",

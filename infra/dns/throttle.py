@@ -2,7 +2,7 @@
 
 Route 53 allows about five API requests per second per account. Regions roll
 out on concurrent threads and all call it, so each call waits for its slot
-here; the adaptive retry mode of the clients covers throttling answers caused
+here. The adaptive retry mode of the clients covers throttling errors caused
 by other processes using the same account.
 """
 

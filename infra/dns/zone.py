@@ -20,7 +20,8 @@ from infra.poll import PollTimeout, poll
 log = logging.getLogger(__name__)
 
 # Backoff for PriorRequestNotComplete, on top of the retries botocore's
-# adaptive mode already makes: 1, 2, 4 ... seconds capped at 20, with jitter.
+# adaptive mode already makes: 1, 2, 4 ... seconds capped at 20, each pause
+# cut to a random 50-100% so that concurrent regions spread out.
 PRIOR_REQUEST_ATTEMPTS = 8
 PRIOR_REQUEST_BASE_SECONDS = 1.0
 PRIOR_REQUEST_MAX_SECONDS = 20.0
@@ -49,7 +50,7 @@ def find_zone(route53: Any, config: Config) -> str | None:
 
 
 def create_zone(route53: Any, config: Config) -> str:
-    """Create the public hosted zone `config.hosted_zone`; return its id."""
+    """Create the public hosted zone `config.hosted_zone` and return its id."""
     reference = f"{config.project}-{config.hosted_zone}"
     answer = call(
         route53,
@@ -101,9 +102,9 @@ def submit_changes(
 ) -> str:
     """Send one atomic change batch; return the change id.
 
-    Route 53 answers PriorRequestNotComplete while another change to the zone
-    is still being applied, which happens when regions roll out at once: the
-    batch is sent again after a growing pause, up to `attempts` times.
+    Route 53 returns PriorRequestNotComplete while another change to the zone
+    is still being applied, which happens when regions roll out at once. The
+    batch is then sent again after a growing pause, up to `attempts` times.
     """
     attempt = 1
     while True:
@@ -124,7 +125,7 @@ def submit_changes(
             )
             pause *= random.uniform(0.5, 1.0)
             log.info(
-                "Zone %s is busy with a prior change; retrying in %.1f s (attempt "
+                "Zone %s is busy with a prior change, retrying in %.1f s (attempt "
                 "%d of %d)",
                 zone_id,
                 pause,
@@ -162,7 +163,7 @@ def wait_insync(
         )
     except PollTimeout as error:
         raise UserError(
-            f"{error}: the records are saved but not yet served everywhere; run "
-            "again later to check, nothing needs undoing"
+            f"{error}: the records are saved but not yet served everywhere, so "
+            "run again later to check; nothing needs undoing"
         ) from None
     log.info("Route 53 change %s is INSYNC", change_id)

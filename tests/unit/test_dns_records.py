@@ -281,10 +281,10 @@ def test_updates_ignore_final_dot(config: Config) -> None:
 
 
 def test_health_check_tags(config: Config) -> None:
-    wanted = health.desired_tags(config, "eu-west-1")
-    assert wanted["notary:project"] == "notary"
-    assert wanted["notary:region"] == "eu-west-1"
-    assert wanted["notary:component"] == "health-check"
+    expected_tags = health.desired_tags(config, "eu-west-1")
+    assert expected_tags["notary:project"] == "notary"
+    assert expected_tags["notary:region"] == "eu-west-1"
+    assert expected_tags["notary:component"] == "health-check"
 
 
 def test_too_many_tags_rejected(config_data: dict[str, Any]) -> None:

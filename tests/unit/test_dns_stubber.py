@@ -1,8 +1,8 @@
 """Route 53 behaviour the emulator lacks, with botocore's Stubber.
 
-The emulator answers every change INSYNC at once, never answers
+The emulator reports every change INSYNC at once, never returns
 PriorRequestNotComplete, ignores CallerReference reuse and may lack
-GetHealthCheckStatus; these tests play AWS's answers instead.
+GetHealthCheckStatus, so these tests replay AWS's responses instead.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 from botocore.stub import ANY, Stubber
 
+from infra import tags
 from infra.aws import Aws
 from infra.config import Config, parse_config
 from infra.dns import LoadBalancerEndpoint, health, reconcile_dns, zone
@@ -182,8 +183,10 @@ def test_reused_reference_takes_next(
         {"CallerReference": f"{first}-2", "HealthCheckConfig": desired},
     )
     stub.add_response("change_tags_for_resource", {})
-    wanted = health.desired_tags(config, "eu-west-1")
-    assert health.create(route53, config, "eu-west-1", desired, wanted) == CHECK_ID
+    expected_tags = health.desired_tags(config, "eu-west-1")
+    assert (
+        health.create(route53, config, "eu-west-1", desired, expected_tags) == CHECK_ID
+    )
 
 
 def test_status_unknown_when_unimplemented() -> None:
@@ -336,3 +339,59 @@ def test_rate_limiter_spaces_calls() -> None:
     for _ in range(3):
         limiter.wait()
     assert pauses == pytest.approx([0.2, 0.4])
+
+
+def read_with_check(stub: Stubber, config: Config) -> None:
+    stub.add_response("list_hosted_zones_by_name", zone_list())
+    stub.add_response(
+        "list_resource_record_sets",
+        {"ResourceRecordSets": [], "IsTruncated": False, "MaxItems": "300"},
+    )
+    stub.add_response(
+        "list_health_checks",
+        {
+            "HealthChecks": [
+                {
+                    "Id": CHECK_ID,
+                    "CallerReference": "r",
+                    "HealthCheckConfig": health.desired_config(config, ENDPOINT),
+                    "HealthCheckVersion": 1,
+                }
+            ],
+            "Marker": "",
+            "IsTruncated": False,
+            "MaxItems": "100",
+        },
+    )
+    expected_tags = health.desired_tags(config, "eu-west-1")
+    stub.add_response(
+        "list_tags_for_resources",
+        {
+            "ResourceTagSets": [
+                {
+                    "ResourceType": "healthcheck",
+                    "ResourceId": CHECK_ID,
+                    "Tags": tags.to_list(expected_tags),
+                }
+            ]
+        },
+        {"ResourceType": "healthcheck", "ResourceIds": [CHECK_ID]},
+    )
+
+
+def test_stale_batch_planned_again(
+    route53: Any, stub: Stubber, config_data: dict[str, Any]
+) -> None:
+    config = aws_config(config_data)
+    read_with_check(stub, config)
+    stub.add_client_error(
+        "change_resource_record_sets",
+        service_error_code="InvalidChangeBatch",
+        service_message="Tried to create resource record set but it already exists",
+    )
+    read_with_check(stub, config)
+    stub.add_response("change_resource_record_sets", change_info("PENDING"))
+    plan = reconcile_dns(
+        cast(Aws, StubAws(route53)), config, "eu-west-1", ENDPOINT, wait=False
+    )
+    assert [entry.action for entry in plan.changes] == [Action.CREATE]
