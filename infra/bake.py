@@ -61,6 +61,7 @@ class BakeOptions:
     eif: Path | None = None
     keep_work: bool = False
     build_dir: Path = BUILD_DIR
+    cache_dir: Path = BUILD_DIR / "cache"
     packer_timeout_seconds: float = 3600.0
     testinfra_timeout_seconds: float = 600.0
 
@@ -559,7 +560,7 @@ def _bake_local(
         manifest,
         eif=eif,
         work_dir=release_dir,
-        cache_dir=options.build_dir / "cache",
+        cache_dir=options.cache_dir,
         timeout=options.packer_timeout_seconds,
     )
     announce("testinfra")

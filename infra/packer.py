@@ -72,6 +72,7 @@ class BuildResult:
     artifacts: list[Artifact] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     script_errors: list[str] = field(default_factory=list)
+    ui_errors: list[str] = field(default_factory=list)
     step: str = ""
     other_output: list[str] = field(default_factory=list)
 
@@ -146,6 +147,8 @@ class _Collector:
         if line.type == "ui" and len(line.data) >= 2:
             for text in line.data[1].splitlines():
                 self._ui(redact(text, self.secrets))
+                if line.data[0] == "error" and text.strip():
+                    self.result.ui_errors.append(redact(text, self.secrets))
         elif line.type == "artifact" and len(line.data) >= 3:
             self._artifact(line)
         elif line.type == "error" and line.data:
@@ -212,7 +215,9 @@ def run(
     when Packer fails, naming its error line and the failing step.
     """
     executable = find_packer(packer)
-    arguments = [executable, command, "-machine-readable", "-color=false"]
+    arguments = [executable, command, "-machine-readable"]
+    if command == "build":
+        arguments.append("-color=false")
     if only:
         arguments.append("-only=" + ",".join(only))
     arguments += _variable_arguments(variables or {})
@@ -277,6 +282,8 @@ def failure_message(command: str, result: BuildResult) -> str:
         cause = result.script_errors[-1]
     elif result.errors:
         cause = result.errors[-1]
+    elif result.ui_errors:
+        cause = result.ui_errors[0]
     elif result.other_output:
         cause = result.other_output[-1]
     else:
