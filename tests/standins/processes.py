@@ -117,11 +117,14 @@ def start_notary(*arguments: str) -> Running:
     return Running(process=process, port=int(line.split()[1]))
 
 
-def start_socat(*, listen_port: int, target_port: int) -> Running:
+def start_socat(
+    *, listen_port: int, target_port: int, options: list[str] | None = None
+) -> Running:
     """Run socat TCP-LISTEN to TCP-CONNECT, as the bridge unit does with vsock."""
     process = subprocess.Popen(
         [
             SOCAT,
+            *(options or []),
             f"TCP-LISTEN:{listen_port},bind=127.0.0.1,fork,reuseaddr",
             f"TCP-CONNECT:127.0.0.1:{target_port}",
         ],
