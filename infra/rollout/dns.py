@@ -7,7 +7,7 @@ the calls, and the library is imported only when DNS work starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from infra.aws import Aws
 from infra.config import Config
@@ -51,7 +51,14 @@ class DnsBackend(Protocol):
 
 
 class Route53:
-    """The real backend: health checks and geolocation records in Route 53."""
+    """The real backend: health checks and geolocation records in Route 53.
+
+    `poll_seconds` and `timeout_seconds` bound the wait for INSYNC.
+    """
+
+    def __init__(self, *, poll_seconds: float = 5.0, timeout_seconds: float = 600.0):
+        self.poll_seconds = poll_seconds
+        self.timeout_seconds = timeout_seconds
 
     def reconcile(
         self,
@@ -69,34 +76,30 @@ class Route53:
             canonical_hosted_zone_id=endpoint.canonical_hosted_zone_id,
             arn=endpoint.arn,
         )
-        plan: Plan = dns.reconcile_dns(aws, config, region, target, dry_run=dry_run)
-        return plan
+        return dns.reconcile_dns(
+            aws,
+            config,
+            region,
+            target,
+            dry_run=dry_run,
+            poll_seconds=self.poll_seconds,
+            timeout_seconds=self.timeout_seconds,
+        )
 
     def remove(self, aws: Aws, config: Config, region: str, *, dry_run: bool) -> Plan:
         from infra import dns
 
-        plan: Plan = dns.remove_region_dns(aws, config, region, dry_run=dry_run)
-        return plan
+        return dns.remove_region_dns(aws, config, region, dry_run=dry_run)
 
     def status(self, aws: Aws, config: Config, region: str) -> DnsState:
         from infra import dns
 
-        state: Any = dns.dns_status(aws, config, region)
+        state = dns.dns_status(aws, config, region)
         return DnsState(
-            locations=[str(item) for item in _field(state, "locations", [])],
-            health_check_id=str(_field(state, "health_check_id", "") or ""),
-            health_check_state=str(
-                _field(state, "health_check_state", None)
-                or _field(state, "health_state", "")
-                or ""
-            ),
+            locations=list(state.locations),
+            health_check_id=state.health_check_id or "",
+            health_check_state=state.health_check_state,
         )
-
-
-def _field(state: Any, name: str, default: Any) -> Any:
-    if isinstance(state, dict):
-        return state.get(name, default)
-    return getattr(state, name, default)
 
 
 class NoDns:
