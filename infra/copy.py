@@ -1,8 +1,9 @@
 """Copy a release's AMI from the home region to other regions.
 
 Each destination region goes through the same small steps, and a test can
-call each one alone: find an earlier copy or start one, tag it, wait until
-it is available, set its IMDS support and deprecation time, then verify it.
+call each one alone. The steps find an earlier copy or start one, tag it,
+wait until it is available, set its IMDS support and deprecation time, and
+verify it.
 Every step checks AWS first, so a re-run after a crash or a failed region
 only does what is missing.
 """
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 IDENTITY_TAGS = (tags.RELEASE, tags.PCR0, tags.PCR1, tags.PCR2)
 # Image states after which a copy will never become available.
 DEAD_STATES = frozenset({"failed", "error", "invalid", "deregistered"})
-# How long describe calls may answer InvalidAMIID.NotFound for a fresh copy.
+# How long describe calls may return InvalidAMIID.NotFound for a fresh copy.
 NOT_FOUND_GRACE_SECONDS = 300.0
 
 # Called with (region, status, snapshot progress percent or None).
@@ -40,7 +41,7 @@ ProgressCallback = Callable[[str, str, float | None], None]
 
 
 class CopyFailed(Exception):
-    """A region's copy cannot complete; the message names the cause."""
+    """A region's copy cannot complete, for the cause the message names."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class CopyResult:
 
 @dataclass(frozen=True)
 class Verification:
-    """What the final check found about one region's copy."""
+    """The final check's findings about one region's copy."""
 
     region: str
     image_id: str | None
@@ -317,6 +318,8 @@ def ensure_imds_v2(aws: Aws, region: str, image: dict[str, Any]) -> bool:
     ec2 = aws.client("ec2", region)
     image_id = image["ImageId"]
     ec2.modify_image_attribute(ImageId=image_id, ImdsSupport={"Value": "v2.0"})
+    # NOTE: that DescribeImages on AWS shows ImdsSupport at once after the
+    # change is assumed, not observed; only stubbed responses test it.
     after = ec2.describe_images(ImageIds=[image_id])["Images"][0]
     if after.get("ImdsSupport") != "v2.0":
         if not aws.local:
@@ -350,7 +353,7 @@ def ensure_deprecation(
     whether it changed.
 
     The emulator lacks EnableImageDeprecation (HTTP 500), so on target local
-    that answer only logs a warning.
+    that response only logs a warning.
     """
     current = image.get("DeprecationTime")
     wanted = deprecate_at.replace(second=0, microsecond=0)
@@ -424,7 +427,10 @@ def _copy_to_region(
             log.warning(
                 "Replacing %s copy %s in %s", image.get("State"), retry_of, region
             )
-            aws.client("ec2", region).deregister_image(ImageId=retry_of)
+            ec2 = aws.client("ec2", region)
+            ec2.deregister_image(ImageId=retry_of)
+            for snapshot_id in _snapshot_ids(image):
+                ec2.delete_snapshot(SnapshotId=snapshot_id)
         image_id = start_copy(aws, region, source=source, retry_of=retry_of)
         current: dict[str, str] = {}
         copied = True

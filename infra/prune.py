@@ -186,6 +186,8 @@ def plan_region(aws: Aws, region: str, *, keep: int) -> Plan:
 
 def apply_plan(aws: Aws, plan: Plan) -> None:
     """Deregister the plan's AMIs, then delete their snapshots."""
+    # NOTE: a launch template version created between planning and this call
+    # is not seen, so plan and apply should not run during a rollout.
     for entry in plan.changes:
         ec2 = aws.client("ec2", entry.region)
         if entry.resource == "ami":

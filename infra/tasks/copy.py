@@ -74,7 +74,11 @@ def copy(
     loaded = open_config(config)
     regions = _regions(loaded, region)
     if concurrency < 0 or timeout < 0:
-        raise UserError("--concurrency and --timeout must be positive: omit them")
+        raise UserError(
+            f"invalid --concurrency {concurrency} or --timeout {timeout}: use "
+            "positive numbers, or omit them for the config's values"
+        )
+
     aws = connect(loaded)
     source = image_copy.describe_source(aws, resolve_release(aws, release or None))
     settings = image_copy.CopySettings(
@@ -82,6 +86,7 @@ def copy(
         interval=loaded.copy_.poll_seconds,
         deprecate_after_days=loaded.deprecate_after_days,
     )
+
     console.print(
         f"copying {source.release_id} ({source.image_id}) to {len(regions)} regions"
     )
@@ -99,6 +104,7 @@ def copy(
             concurrency=concurrency or loaded.copy_.concurrency,
             progress=RegionProgress(bar, regions),
         )
+
     checks = image_copy.verify_release(aws, source=source, regions=regions)
     _print_copies(results, checks, json=json)
     failed = [result.region for result in results if not result.ok]

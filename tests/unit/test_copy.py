@@ -1,4 +1,4 @@
-"""Copy steps against AWS answers the emulator cannot give (botocore Stubber)."""
+"""Copy steps against AWS responses the emulator cannot give (botocore Stubber)."""
 
 from __future__ import annotations
 
@@ -231,6 +231,7 @@ def test_region_error_in_result(aws: Aws, stub: Stubber) -> None:
 def test_copy_replaces_failed_copy(aws: Aws, stub: Stubber) -> None:
     stub.add_response("describe_images", {"Images": [image("failed")]})
     stub.add_response("deregister_image", {}, {"ImageId": COPY_ID})
+    stub.add_response("delete_snapshot", {}, {"SnapshotId": SNAPSHOT_ID})
     stub.add_response(
         "copy_image",
         {"ImageId": "ami-0copy0000000000002"},
@@ -338,3 +339,29 @@ def test_task_rejects_unknown_region(monkeypatch: pytest.MonkeyPatch) -> None:
         copy_tasks.copy(Context(), config=config, region=["eu-north-1"])
     assert "eu-north-1" in str(raised.value.message)
     assert connected == []
+
+
+def test_copy_region_aws_flow(aws: Aws, stub: Stubber) -> None:
+    for _ in range(2):
+        stub.add_response("describe_images", {"Images": []})
+    stub.add_response("copy_image", {"ImageId": COPY_ID})
+    stub.add_response(
+        "create_tags",
+        {},
+        {
+            "Resources": [COPY_ID],
+            "Tags": tags.to_list(copy.copy_tags(SOURCE, region=REGION)),
+        },
+    )
+    stub.add_client_error("describe_images", "InvalidAMIID.NotFound")
+    expect_describe(stub, image("available", ImdsSupport="v2.0"))
+    stub.add_response(
+        "enable_image_deprecation",
+        {"Return": True},
+        {"ImageId": COPY_ID, "DeprecateAt": datetime(2027, 12, 1, tzinfo=UTC)},
+    )
+    settings = copy.CopySettings(timeout=60, interval=0.01)
+    result = copy.copy_to_region(aws, REGION, source=SOURCE, settings=settings)
+    assert result.error == ""
+    assert result.image_id == COPY_ID
+    assert result.copied
