@@ -321,18 +321,19 @@ def ensure_imds_v2(aws: Aws, region: str, image: dict[str, Any]) -> bool:
     # NOTE: that DescribeImages on AWS shows ImdsSupport at once after the
     # change is assumed, not observed; only stubbed responses test it.
     after = ec2.describe_images(ImageIds=[image_id])["Images"][0]
-    if after.get("ImdsSupport") != "v2.0":
-        if not aws.local:
-            raise CopyFailed(
-                f"ImdsSupport of {image_id} in {region} is still "
-                f"{after.get('ImdsSupport')!r} after setting v2.0"
-            )
+    if after.get("ImdsSupport") == "v2.0":
+        log.info("Set ImdsSupport v2.0 on %s in %s", image_id, region)
+    elif not aws.local:
+        raise CopyFailed(
+            f"ImdsSupport of {image_id} in {region} is still "
+            f"{after.get('ImdsSupport')!r} after setting v2.0"
+        )
+    else:
         log.warning(
             "The emulator stores no ImdsSupport: %s in %s is unchecked",
             image_id,
             region,
         )
-    log.info("Set ImdsSupport v2.0 on %s in %s", image_id, region)
     return True
 
 
