@@ -325,6 +325,12 @@ def remove_region_dns(
     )
     for check in checks:
         health.delete(route53, check.id)
+    if any(entry.name.endswith(f"{region}-default") for entry in deletion.plan.entries):
+        log.warning(
+            "Removed the default record with %s: clients outside every location "
+            "get no answer until another region marked default: true is rolled out",
+            region,
+        )
     return plan
 
 

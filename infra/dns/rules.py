@@ -80,6 +80,10 @@ def validate_changes(
             record for key, record in sorted(result.items()) if key[:2] == name_type
         ]
         _check_group(group)
+    for name in sorted({name for name, _ in touched}):
+        _check_cname(
+            [record for key, record in sorted(result.items()) if key[0] == name]
+        )
 
 
 def _apply(result: dict[RecordKey, dict[str, Any]], change: dict[str, Any]) -> None:
@@ -181,6 +185,16 @@ def _check_group(group: list[dict[str, Any]]) -> None:
                 "domain to another name"
             )
     _check_unique_locations(geo_records)
+
+
+def _check_cname(records: list[dict[str, Any]]) -> None:
+    """Check that a CNAME record set is alone at its name, as DNS requires."""
+    cnames = [record for record in records if record["Type"] == "CNAME"]
+    if cnames and len(records) > len(cnames):
+        raise UserError(
+            f"{describe(cnames[0])} shares its name with records of other types, "
+            "which DNS forbids: delete the CNAME or move the domain to another name"
+        )
 
 
 def _check_unique_locations(records: Iterable[dict[str, Any]]) -> None:

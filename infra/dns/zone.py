@@ -65,17 +65,13 @@ def create_zone(route53: Any, config: Config) -> str:
 
 
 def list_records(route53: Any, zone_id: str, name: str) -> list[dict[str, Any]]:
-    """Return the zone's A record sets named `name`."""
-    params: dict[str, Any] = {
-        "HostedZoneId": zone_id,
-        "StartRecordName": name,
-        "StartRecordType": "A",
-    }
+    """Return the zone's record sets named `name`, of every type."""
+    params: dict[str, Any] = {"HostedZoneId": zone_id, "StartRecordName": name}
     records: list[dict[str, Any]] = []
     while True:
         answer = call(route53, "list_resource_record_sets", **params)
         for record in answer.get("ResourceRecordSets", []):
-            if normalize_name(record["Name"]) != name or record["Type"] != "A":
+            if normalize_name(record["Name"]) != name:
                 return records
             records.append(record)
         if not answer.get("IsTruncated"):

@@ -193,3 +193,13 @@ def test_escaped_wildcard_name_matches() -> None:
     entry = record("b", {"ContinentCode": "EU"}, Name="*.example.com")
     with pytest.raises(UserError, match="one record per location"):
         validate_changes([create(entry)], existing)
+
+
+def test_cname_at_name_rejected() -> None:
+    cname = record(
+        "", None, Type="CNAME", TTL=300, ResourceRecords=[{"Value": "a.example.org"}]
+    )
+    del cname["AliasTarget"]
+    changes = [create(record("a", {"ContinentCode": "EU"}))]
+    with pytest.raises(UserError, match="CNAME shares its name"):
+        validate_changes(changes, [cname])

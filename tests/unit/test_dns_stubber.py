@@ -249,11 +249,7 @@ def read_empty(stub: Stubber) -> None:
     stub.add_response(
         "list_resource_record_sets",
         {"ResourceRecordSets": [], "IsTruncated": False, "MaxItems": "300"},
-        {
-            "HostedZoneId": ZONE_ID,
-            "StartRecordName": "notary.example.com",
-            "StartRecordType": "A",
-        },
+        {"HostedZoneId": ZONE_ID, "StartRecordName": "notary.example.com"},
     )
     stub.add_response(
         "list_health_checks",
