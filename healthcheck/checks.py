@@ -1,8 +1,8 @@
 """The two checks behind /healthcheck: the enclave, and the notary via the bridge.
 
-Each check returns a CheckResult and never raises for a failure of what it
-checks. `reason` is a short token for metrics and the 503 body, `detail` one
-line for the log.
+Each check returns a CheckResult for every failure of what it checks, and
+the prober turns an unexpected exception into the reason "error". `reason`
+is a short token for metrics and the 503 body, `detail` one line for the log.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Expected:
-    """What the running enclave must match: the baked release's name and PCRs."""
+    """The baked release's enclave name and PCRs, which the enclave must match."""
 
     enclave_name: str
     pcrs: dict[str, str]

@@ -111,8 +111,8 @@ class HealthHandler(BaseHTTPRequestHandler):
 
     def _discard_input(self) -> None:
         # Closing a socket with unread input sends a TCP reset, which can
-        # destroy the 431 answer before the client reads it, so read on
-        # briefly, up to a bound.
+        # discard the 431 response before the client reads it, so the rest
+        # of the request is read and dropped, up to a bound.
         self.connection.settimeout(DISCARD_SECONDS)
         discarded = 0
         with contextlib.suppress(OSError):

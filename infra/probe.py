@@ -2,10 +2,10 @@
 
 Resources are found by the tags the rollout sets: notary:project,
 notary:region and notary:component ("nlb", "target-group", "health-check").
-HTTP traffic goes only to the load balancer's DNS name with `target: aws`,
-or to a loopback address; with `target: local` the emulator's load
-balancer names do not resolve, so the probe reports only what the
-emulator stores.
+HTTP requests go only to the load balancer's DNS name with `target: aws`,
+or to a loopback address. With `target: local` the emulator's load
+balancer names do not resolve, so the probe reports only what the emulator
+stores and sends no request.
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ def check_endpoint(
         raise UserError(f"invalid probe URL {url!r}: use http:// or https://")
     if not allow_remote and not is_loopback_host(host):
         raise UserError(
-            f"refusing to probe {host!r}: only loopback hosts are probed unless "
-            "the config targets aws"
+            f"probe of host {host!r} rejected: only loopback hosts are probed "
+            "unless the config sets target: aws"
         )
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if parts.scheme == "https":
@@ -168,8 +168,8 @@ def _tag_filter(config: Config, region: str, component: str) -> dict[str, str]:
     }
 
 
-def _matches(found: dict[str, str], wanted: dict[str, str]) -> bool:
-    return all(found.get(key) == value for key, value in wanted.items())
+def _matches(found: dict[str, str], expected_tags: dict[str, str]) -> bool:
+    return all(found.get(key) == value for key, value in expected_tags.items())
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
@@ -178,7 +178,7 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 def find_tagged_elb(
-    elbv2: Any, *, kind: str, wanted: dict[str, str]
+    elbv2: Any, *, kind: str, expected_tags: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Return load balancers (kind "lb") or target groups ("tg") with the tags."""
     if kind == "lb":
@@ -201,7 +201,7 @@ def find_tagged_elb(
     for batch in _batches(sorted(resources), ELB_TAG_BATCH):
         answer = elbv2.describe_tags(ResourceArns=batch)
         for description in answer["TagDescriptions"]:
-            if _matches(tags.from_list(description.get("Tags")), wanted):
+            if _matches(tags.from_list(description.get("Tags")), expected_tags):
                 found.append(resources[description["ResourceArn"]])
     return found
 
@@ -223,7 +223,7 @@ def target_states(elbv2: Any, target_group_arn: str) -> list[TargetState]:
     return states
 
 
-def find_health_checks(route53: Any, wanted: dict[str, str]) -> list[str]:
+def find_health_checks(route53: Any, expected_tags: dict[str, str]) -> list[str]:
     """Return the ids of Route 53 health checks that carry the tags."""
     ids: list[str] = []
     for page in route53.get_paginator("list_health_checks").paginate():
@@ -234,7 +234,7 @@ def find_health_checks(route53: Any, wanted: dict[str, str]) -> list[str]:
             ResourceType="healthcheck", ResourceIds=batch
         )
         for tag_set in answer["ResourceTagSets"]:
-            if _matches(tags.from_list(tag_set.get("Tags")), wanted):
+            if _matches(tags.from_list(tag_set.get("Tags")), expected_tags):
                 found.append(tag_set["ResourceId"])
     return found
 
@@ -242,8 +242,8 @@ def find_health_checks(route53: Any, wanted: dict[str, str]) -> list[str]:
 def health_check_state(route53: Any, health_check_id: str) -> HealthCheckState:
     """Summarise the checkers' last reports; "unknown" when the call fails.
 
-    Some emulators do not implement GetHealthCheckStatus (they answer 500,
-    which botocore raises as a parser error), so no failure here is fatal.
+    Some emulators do not implement GetHealthCheckStatus and return HTTP 500,
+    which botocore raises as a parser error, so no failure here is fatal.
     """
     try:
         answer = route53.get_health_check_status(HealthCheckId=health_check_id)
@@ -284,7 +284,7 @@ def probe_region(
     health = RegionHealth(region=region)
     elbv2 = aws.client("elbv2", region)
     balancers = find_tagged_elb(
-        elbv2, kind="lb", wanted=_tag_filter(config, region, "nlb")
+        elbv2, kind="lb", expected_tags=_tag_filter(config, region, "nlb")
     )
     if len(balancers) > 1:
         health.problems.append(f"{len(balancers)} load balancers carry the region tags")
@@ -307,7 +307,7 @@ def probe_region(
 
 def _add_targets(health: RegionHealth, elbv2: Any, config: Config, region: str) -> None:
     groups = find_tagged_elb(
-        elbv2, kind="tg", wanted=_tag_filter(config, region, "target-group")
+        elbv2, kind="tg", expected_tags=_tag_filter(config, region, "target-group")
     )
     if not groups:
         health.problems.append("no target group found")

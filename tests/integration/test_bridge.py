@@ -1,7 +1,7 @@
 """The inbound bridge: real socat, TCP to TCP, in front of the stand-in notary.
 
 On an instance the bridge listens on TCP 7047 and connects to the enclave's
-vsock port; here both sides are TCP on loopback, with the same socat options.
+vsock port. Here both sides are TCP on loopback, with the same socat options.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def module_aws(emulator_server: emulator.Emulator, module_config: Config) -> Aws
     """Return clients for an emulator emptied once for this module.
 
     The first EC2 call in a region after a reset takes seconds, so the
-    region is made once and the tests read it; a test that changes it
+    region is made once and the tests only read it. A test that changes it
     restores it.
     """
     request = urllib.request.Request(
@@ -61,6 +61,7 @@ def deployed(module_aws: Aws, module_config: Config) -> dict[str, str]:
     ][0]["VpcId"]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
     subnet_ids = [subnet["SubnetId"] for subnet in subnets["Subnets"]][:2]
+
     balancer = elbv2.create_load_balancer(
         Name=f"{config.project}-{REGION}",
         Type="network",
@@ -76,6 +77,7 @@ def deployed(module_aws: Aws, module_config: Config) -> dict[str, str]:
         TargetType="instance",
         Tags=region_tags(config, "target-group"),
     )["TargetGroups"][0]
+
     image_id = ec2.register_image(
         Name="probe-test",
         Architecture="x86_64",
@@ -92,6 +94,7 @@ def deployed(module_aws: Aws, module_config: Config) -> dict[str, str]:
     elbv2.register_targets(
         TargetGroupArn=group["TargetGroupArn"], Targets=[{"Id": instance_id}]
     )
+
     check_id = route53.create_health_check(
         CallerReference=str(uuid.uuid4()),
         HealthCheckConfig={

@@ -1,7 +1,7 @@
-"""Stand-in for the TLSNotary notary server: GET /healthcheck answers "Ok".
+"""Stand-in for the TLSNotary notary server: GET /healthcheck returns "Ok".
 
 Run it as a process: `python tests/standins/notary.py --port 0` prints
-`listening PORT` once it accepts connections. Options make it answer like
+`listening PORT` once it accepts connections. Options make it respond like
 a notary with auth on, a slow one, or a broken one.
 """
 

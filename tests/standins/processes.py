@@ -66,11 +66,13 @@ def stop(running: Running, *, timeout: float = 5.0) -> None:
             stream.close()
 
 
-def _read_port(stream: IO[str], process: subprocess.Popen[Any], what: str) -> str:
+def _read_port(
+    stream: IO[str], process: subprocess.Popen[Any], description: str
+) -> str:
     line = stream.readline()
     if not line:
         process.wait(timeout=5)
-        raise RuntimeError(f"{what} exited with status {process.returncode}")
+        raise RuntimeError(f"{description} exited with status {process.returncode}")
     return line
 
 

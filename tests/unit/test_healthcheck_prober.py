@@ -31,7 +31,7 @@ def failing(name: str, reason: str) -> Callable[[], CheckResult]:
 
 @pytest.fixture
 def make_prober() -> Iterator[Callable[..., Prober]]:
-    made: list[Prober] = []
+    probers: list[Prober] = []
 
     def make(
         checks: dict[str, Callable[[], CheckResult]],
@@ -45,11 +45,11 @@ def make_prober() -> Iterator[Callable[..., Prober]]:
             deadline_seconds=deadline_seconds,
             cache_seconds=cache_seconds,
         )
-        made.append(prober)
+        probers.append(prober)
         return prober
 
     yield make
-    for prober in made:
+    for prober in probers:
         prober.close()
 
 
