@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -28,6 +29,30 @@ from standins.processes import (
 from healthcheck.config import HealthConfig
 
 PCR0 = "a" * 96
+
+
+def find_python_39() -> str | None:
+    """Return a working python3.9, or None (a pyenv shim may exist but fail)."""
+    candidates = [
+        *(
+            str(path)
+            for path in Path("/root/.pyenv/versions").glob("3.9*/bin/python3.9")
+        ),
+        shutil.which("python3.9"),
+    ]
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        check = subprocess.run(
+            [candidate, "-c", "import ssl"], capture_output=True, timeout=30
+        )
+        if check.returncode == 0:
+            return candidate
+    return None
+
+
+# Amazon Linux 2023 ships Python 3.9, so the service must run on it too.
+PYTHON_39 = find_python_39()
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +373,24 @@ def test_logs_are_json_lines(start_service: Any, case_file: Path) -> None:
     assert events[-1] == "stop"
     assert [entry["health"] for entry in changes] == ["healthy", "unhealthy"]
     assert changes[1]["reason"] == "debug-mode"
+
+
+@pytest.mark.skipif(PYTHON_39 is None, reason="needs a python3.9 interpreter")
+def test_runs_on_python_39(
+    workdir: Path, base_config: HealthConfig, case_file: Path
+) -> None:
+    write_case(case_file, "running")
+    running = start_health(workdir, base_config, case_file=case_file, python=PYTHON_39)
+    try:
+        healthy, _, _, _ = get(running.port)
+        write_case(case_file, "debug")
+        unhealthy, body, _, _ = get(running.port)
+    finally:
+        write_case(case_file, "running")
+        stop(running)
+    assert healthy == 200
+    assert unhealthy == 503
+    assert json.loads(body)["reason"] == "debug-mode"
 
 
 def test_help_lists_config() -> None:
