@@ -258,9 +258,12 @@ def test_concurrent_regions_converge(aws: Aws, config: Config, route53: Any) -> 
     assert len(zone_records(route53)) == 5
 
 
-def test_remove_deletes_region(aws: Aws, config: Config, route53: Any) -> None:
+def test_remove_deletes_region(
+    aws: Aws, config: Config, route53: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     roll_out_all(aws, config)
     plan = remove_region_dns(aws, config, "us-east-1", **FAST)
+    assert "Removed the default record with us-east-1" in caplog.text
     assert actions(plan, "route53-record") == [Action.DELETE, Action.DELETE]
     assert "us-east-1-default" not in set_ids(route53)
     assert len(zone_records(route53)) == 3
