@@ -7,6 +7,7 @@ own per-region API round trips, not AWS snapshot copy time.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import urllib.request
@@ -128,6 +129,7 @@ def run() -> str:
         parallel, parallel_calls = measure(server.endpoint_url, config, default)
     finally:
         emulator.stop(state_dir)
+    load = os.getloadavg()[0]
     return f"""## Copy: one release to 16 regions
 
 `python -m benchmarks copy`: copies a registered release AMI from us-east-1
@@ -140,11 +142,14 @@ default copy.concurrency of {default}. Each run starts from a reset emulator.
 | 1 | {serial:.1f} s | {serial_calls:.1f} |
 | {default} | {parallel:.1f} s | {parallel_calls:.1f} |
 
-Speed-up with concurrency {default}: {serial / parallel:.2f}x.
+Speed-up with concurrency {default}: {serial / parallel:.2f}x. One-minute load
+average at the end: {load:.1f} on {os.cpu_count()} cores. The emulator is one
+Python process whose CPU work the parallel run shares, so the speed-up falls
+when other work uses the cores.
 
 The emulator reports every copy as available at once, so these times are
 API round trips, not snapshot copies, which take minutes to hours on AWS.
 The emulator does not implement EnableImageDeprecation, and its HTTP 500
-response took up to 2 s per call in a separate probe on the same machine,
-so part of each region's time is the emulator's error path. Counted calls
+response took between 0.02 s and 2 s per call in a separate probe on the
+same machine, so part of each region's time is the emulator's error path. Counted calls
 are requests made by our code, not botocore's retries."""
