@@ -151,5 +151,5 @@ The emulator reports every copy as available at once, so these times are
 API round trips, not snapshot copies, which take minutes to hours on AWS.
 The emulator does not implement EnableImageDeprecation, and its HTTP 500
 response took between 0.02 s and 2 s per call in a separate probe on the
-same machine, so part of each region's time is the emulator's error path. Counted calls
-are requests made by our code, not botocore's retries."""
+same machine, so part of each region's time is the emulator's error path.
+Counted calls are requests made by our code, not botocore's retries."""
