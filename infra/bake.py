@@ -1,19 +1,20 @@
 """The bake: turn a release (an EIF plus the config) into a machine image.
 
-Each step is a function a test can call alone:
+Each step is a function a test can call alone. Both targets resolve the EIF,
+make the release manifest, check for an AMI to reuse and render the staging
+folder. Then:
 
-- target local: resolve the EIF, make the release manifest, check for an AMI
-  to reuse, render the staging folder, unpack the cached base root, provision
-  it through chroot (Packer's null builder), run the testinfra suite with its
-  chroot backend, archive the root, then register the AMI record in the
-  emulator with the template's amazon-ebs source and finish it with boto3.
-- target aws: the same up to the staging folder, then amazon-ebs builds the
-  AMI from Amazon Linux 2023 over SSH, running testinfra before lockdown.
+- target local: unpack the cached base root, provision it through chroot
+  (Packer's null builder), run the testinfra suite with its chroot backend
+  and archive the root. Last, the template's amazon-ebs source registers the
+  AMI record in the emulator and boto3 finishes it.
+- target aws: amazon-ebs builds the AMI from Amazon Linux 2023 over SSH and
+  runs testinfra before lockdown, then boto3 finishes the AMI.
 
 `--force` rebuilds a release that already has an AMI. Packer's
 force_deregister removes the old AMI and its snapshots only after the new
-image passed provisioning and testinfra, just before the new one is created;
-copies of the old AMI in other regions are left to the copy stage.
+image passed provisioning and testinfra, just before the new one is created.
+Copies of the old AMI in other regions are left to the copy stage.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 TEMPLATE = REPO_ROOT / "packer" / "notary.json"
 BUILD_DIR = REPO_ROOT / "build"
 IMAGE_TESTS = REPO_ROOT / "tests" / "image"
-# Tag the template puts on a new AMI until boto3 has finished it; an AMI that
+# Tag the template puts on a new AMI until boto3 has finished it. An AMI that
 # still carries it comes from an interrupted bake.
 INCOMPLETE_TAG = "notary:bake"
 EIF_PATH = "/opt/notary/enclave.eif"
@@ -92,7 +93,7 @@ class BakeResult:
 
 
 def require_root_for(config: Config) -> None:
-    """Raise UserError for a local bake without root; nothing has run yet."""
+    """Raise UserError for a local bake without root, before anything runs."""
     if config.target == "local":
         rootfs.require_root("the local bake")
 
@@ -121,6 +122,8 @@ def resolve_eif(config: Config, *, eif: Path | None, work_dir: Path) -> Path:
 
 def git_commit(repo: Path = REPO_ROOT) -> str:
     """Return the commit of the working tree the release is baked from."""
+    # NOTE: uncommitted changes are not part of the release id, so a bake from
+    # a dirty tree carries the id of its last commit.
     try:
         completed = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -136,7 +139,7 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
 
 
 def release_manifest(config: Config, eif: Path, *, commit: str) -> ReleaseManifest:
-    """Return the manifest of `eif`; reject the sample EIF for target aws."""
+    """Return the manifest of `eif`, rejecting the sample EIF for target aws."""
     require_real_eif(inspect_eif(eif), config.target)
     return manifest_for_eif(eif, version=config.version, git_commit=commit)
 
@@ -161,7 +164,7 @@ def check_reuse(
 ) -> str | None:
     """Return the id of a finished AMI of this release to reuse, or None.
 
-    Raises UserError when an unfinished AMI of an interrupted bake holds the
+    Raises UserError when an unfinished AMI of an interrupted bake has the
     name, unless `force` lets Packer replace it.
     """
     image = find_image(ec2, name)
@@ -217,6 +220,7 @@ def render_staging(
     etc = staging / "etc"
     etc.mkdir(parents=True)
     shutil.copyfile(eif, staging / "enclave.eif")
+
     (etc / "release.json").write_text(manifest.to_json() + "\n")
     (etc / "enclave.json").write_text(
         json.dumps(enclave_run_config(config), indent=2) + "\n"
@@ -236,6 +240,7 @@ def render_staging(
         f"define NOTARY_PORT = {config.enclave.notary_port}\n"
         f"define HEALTH_PORT = {config.enclave.health_port}\n"
     )
+
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(
         REPO_ROOT / "healthcheck", staging / "lib" / "healthcheck", ignore=ignore
@@ -419,8 +424,8 @@ def finish_image(
 ) -> None:
     """Tag the new AMI and set ImdsSupport v2.0 and its deprecation time.
 
-    The emulator stores no ImdsSupport and lacks EnableImageDeprecation
-    (HTTP 500); with target local that gap is logged as a warning.
+    The emulator stores no ImdsSupport and answers EnableImageDeprecation with
+    HTTP 500. With target local that gap is logged as a warning.
     """
     image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
     base_image = tags.from_list(image.get("Tags")).get(tags.BASE_IMAGE, "")
@@ -490,12 +495,15 @@ def bake(
     """Bake the config's release and return the AMI (and archive) made."""
     announce = on_step or (lambda step: log.info("Bake step: %s", step))
     require_root_for(config)
+    packer.find_packer()
+
     region = home_region(config)
     work_dir = options.build_dir / "bake" / config.project
     eif = resolve_eif(config, eif=options.eif, work_dir=work_dir)
     announce("manifest")
     manifest = release_manifest(config, eif, commit=git_commit())
     name = ami_name(config, manifest)
+
     ec2 = aws.client("ec2", region)
     reused = check_reuse(
         ec2,
@@ -512,6 +520,7 @@ def bake(
             region,
         )
         return BakeResult(manifest.release_id, region, reused, reused=True)
+
     release_dir = work_dir / manifest.release_id
     try:
         if config.target == "local":
@@ -525,19 +534,16 @@ def bake(
                 options=options,
                 announce=announce,
             )
-        announce("amazon-ebs")
-        staging = render_staging(
-            config, manifest, eif=eif, staging=release_dir / "staging"
-        )
-        image_id = register_image(
+        return _bake_aws(
+            config,
             aws,
+            manifest,
+            eif=eif,
             name=name,
-            staging=staging,
-            force=options.force,
-            timeout=options.packer_timeout_seconds,
+            release_dir=release_dir,
+            options=options,
+            announce=announce,
         )
-        finish_or_remove(ec2, image_id, config=config, manifest=manifest)
-        return BakeResult(manifest.release_id, region, image_id, reused=False)
     finally:
         if not options.keep_work and release_dir.exists():
             shutil.rmtree(release_dir)
@@ -593,3 +599,31 @@ def _bake_local(
         archive_sha256=archive.sha256,
         archive_bytes=archive.size,
     )
+
+
+def _bake_aws(
+    config: Config,
+    aws: Aws,
+    manifest: ReleaseManifest,
+    *,
+    eif: Path,
+    name: str,
+    release_dir: Path,
+    options: BakeOptions,
+    announce: Callable[[str], None],
+) -> BakeResult:
+    # NOTE: this path has run only against the emulator's API shapes, never
+    # on AWS itself, because no machine here reaches AWS.
+    announce("amazon-ebs")
+    staging = render_staging(config, manifest, eif=eif, staging=release_dir / "staging")
+    image_id = register_image(
+        aws,
+        name=name,
+        staging=staging,
+        force=options.force,
+        timeout=options.packer_timeout_seconds,
+    )
+    region = home_region(config)
+    ec2 = aws.client("ec2", region)
+    finish_or_remove(ec2, image_id, config=config, manifest=manifest)
+    return BakeResult(manifest.release_id, region, image_id, reused=False)

@@ -44,8 +44,8 @@ class MachineLine:
 
 @dataclass(frozen=True)
 class Artifact:
-    """What one build produced; `id` is `region:ami-...` for amazon-ebs and
-    joins several regions with commas."""
+    """The output of one build. For amazon-ebs `id` is `region:ami-...`, with
+    several regions joined by commas."""
 
     builder: str
     index: int
@@ -95,7 +95,7 @@ def unescape(text: str) -> str:
 
 
 def parse_line(line: str) -> MachineLine | None:
-    """Parse one machine-readable line; return None for any other text."""
+    """Parse one machine-readable line, or return None for any other text."""
     parts = line.rstrip("\n").split(",")
     if len(parts) < 3 or not parts[0].isdigit():
         return None

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 SUITE = "bookworm"
 VARIANT = "apt"
-# What the provisioning scripts and units use: systemd for units, python3 for
+# Packages the provisioning scripts and units use: systemd for units, python3 for
 # the health service and the scripts, socat for the bridge, openssl for the
 # first-boot key, nftables for the firewall, passwd for user management.
 BASE_PACKAGES = (
@@ -157,14 +157,17 @@ def base_root(
     if path.is_file():
         log.info("Reusing cached base root %s", path)
         return BaseRoot(path=path, key=key, cached=True)
+
     require_root("building the base root")
     executable = shutil.which(mmdebstrap)
     if executable is None:
         raise UserError(
             f"{mmdebstrap} not found: install it (apt-get install mmdebstrap)"
         )
+
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.tar.zst")
+    # A name per process, so concurrent bakes never write the same file.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial.tar.zst")
     lines = sources if sources is not None else apt_sources(suite=suite)
     command = [
         executable,
@@ -174,6 +177,7 @@ def base_root(
         str(partial),
         *lines,
     ]
+
     log.info(
         "Building base root (%s, %d packages) with mmdebstrap", suite, len(packages)
     )

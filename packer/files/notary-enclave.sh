@@ -20,7 +20,7 @@ print(states[0] if states else "GONE")' "$name"
 case "$action" in
 run)
     if [ "$(field debug_mode)" != False ]; then
-        echo "error: $config sets debug_mode: a debug enclave attests with zero PCRs; refusing to start" >&2
+        echo "error: $config sets debug_mode, and a debug enclave attests with zero PCRs: set debug_mode false" >&2
         exit 1
     fi
     if [ "$(state)" != GONE ]; then

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Run one provisioning step inside a root filesystem through chroot.
 # Usage: chroot-run.sh ROOT STAGING STEP
-# The first step copies the staging folder into ROOT/tmp/notary-staging;
-# the lockdown step removes it again, so nothing from the build stays behind.
+# The first step copies the staging folder into ROOT/tmp/notary-staging.
+# The lockdown step removes it again, so nothing from the build stays behind.
 set -eu
 root=$1
 staging=$2

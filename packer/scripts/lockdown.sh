@@ -1,5 +1,5 @@
 #!/bin/sh
-# Lock the image down; the last provisioning step.
+# Lock the image down. This is the last provisioning step.
 # Usage: lockdown.sh STAGING BUILD_USER ("-" when there is no build user).
 # SSH off and masked, no authorized keys, root and the build user locked, no
 # cloud-init user scripts or keys, the host firewall on, package updates off.

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Install nitro-cli, the allocator and the packages the units need.
 # Usage: nitro.sh STAGING BUILD_USER. Runs as root inside the image.
-# The packages exist for Amazon Linux only; on another system this step logs
-# that and succeeds, so a Debian root can still be checked by the image tests.
+# The packages exist for Amazon Linux only. On another system this step logs
+# that and succeeds, so the image tests can still check a Debian root.
 set -eu
 . /etc/os-release
 if [ "${ID:-}" != amzn ]; then

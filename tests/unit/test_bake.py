@@ -1,4 +1,4 @@
-"""Unit tests of the bake steps; AWS-only answers come from botocore's Stubber."""
+"""Unit tests of the bake steps; AWS-only responses come from botocore's Stubber."""
 
 from __future__ import annotations
 
