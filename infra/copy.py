@@ -207,8 +207,10 @@ def tag_copy(
     current: dict[str, str],
 ) -> bool:
     """Apply the source's tags to the copy; return whether any were missing."""
-    wanted = copy_tags(source, region=region)
-    missing = {key: value for key, value in wanted.items() if current.get(key) != value}
+    expected = copy_tags(source, region=region)
+    missing = {
+        key: value for key, value in expected.items() if current.get(key) != value
+    }
     if not missing:
         return False
     aws.client("ec2", region).create_tags(
@@ -357,13 +359,13 @@ def ensure_deprecation(
     that response only logs a warning.
     """
     current = image.get("DeprecationTime")
-    wanted = deprecate_at.replace(second=0, microsecond=0)
-    if current and _parse_time(current).replace(second=0, microsecond=0) == wanted:
+    expected = deprecate_at.replace(second=0, microsecond=0)
+    if current and _parse_time(current).replace(second=0, microsecond=0) == expected:
         return False
     image_id = image["ImageId"]
     try:
         aws.client("ec2", region).enable_image_deprecation(
-            ImageId=image_id, DeprecateAt=wanted
+            ImageId=image_id, DeprecateAt=expected
         )
     except ResponseParserError:
         if not aws.local:
@@ -375,7 +377,7 @@ def ensure_deprecation(
             region,
         )
         return False
-    log.info("Set deprecation of %s in %s to %s", image_id, region, wanted)
+    log.info("Set deprecation of %s in %s to %s", image_id, region, expected)
     return True
 
 
