@@ -2,10 +2,10 @@
 
 Resources are found by the tags the rollout sets: notary:project,
 notary:region and notary:component ("nlb", "target-group", "health-check").
-HTTP requests go only to the load balancer's DNS name with `target: aws`,
-or to a loopback address. With `target: local` the emulator's load
-balancer names do not resolve, so the probe reports only what the emulator
-stores and sends no request.
+HTTP requests go to a loopback address, or to the load balancer's public
+DNS name only with `target: aws` and an explicit `allow_remote`. With
+`target: local` the emulator's load balancer names do not resolve, so the
+probe reports only what the emulator stores and sends no request.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ ROUTE53_TAG_BATCH = 10
 # report success (Route 53 Developer Guide, "How Amazon Route 53 determines
 # whether a health check is healthy").
 HEALTHY_FRACTION = 0.18
+REMOTE_NOTE = (
+    "not probed: the load balancer name is not a loopback name; pass --remote "
+    "to send GET /healthcheck to it"
+)
 LOCAL_NOTE = (
     "not probed: load balancer DNS names from the emulator do not resolve "
     "with target local"
@@ -278,7 +282,12 @@ def notary_scheme(config: Config) -> str:
 
 
 def probe_region(
-    aws: Aws, config: Config, region: str, *, timeout: float = 5.0
+    aws: Aws,
+    config: Config,
+    region: str,
+    *,
+    timeout: float = 5.0,
+    allow_remote: bool = False,
 ) -> RegionHealth:
     """Collect one region's load balancer, target and Route 53 health."""
     health = RegionHealth(region=region)
@@ -299,7 +308,9 @@ def probe_region(
         health.problems.append("no load balancer found")
     _add_targets(health, elbv2, config, region)
     _add_health_checks(health, aws.client("route53", region), config, region)
-    health.endpoint = _probe_endpoint(health, config, timeout=timeout)
+    health.endpoint = probe_endpoint(
+        health, config, timeout=timeout, allow_remote=allow_remote
+    )
     if health.endpoint.status == "failed":
         health.problems.append(f"/healthcheck failed: {health.endpoint.detail}")
     return health
@@ -340,9 +351,10 @@ def _add_health_checks(
             health.problems.append(f"Route 53 health check {health_check_id} unhealthy")
 
 
-def _probe_endpoint(
-    health: RegionHealth, config: Config, *, timeout: float
+def probe_endpoint(
+    health: RegionHealth, config: Config, *, timeout: float, allow_remote: bool
 ) -> EndpointResult:
+    """GET the load balancer's /healthcheck where allowed; else say why not."""
     if health.dns_name is None:
         return EndpointResult(None, "not-probed", "no load balancer")
     url = (
@@ -351,11 +363,20 @@ def _probe_endpoint(
     )
     if config.target == "local":
         return EndpointResult(url, "not-probed", LOCAL_NOTE)
-    return check_endpoint(url, timeout=timeout, allow_remote=True)
+    if not allow_remote and not is_loopback_host(health.dns_name):
+        return EndpointResult(url, "not-probed", REMOTE_NOTE)
+    # NOTE: a GET to a real load balancer (target aws, allow_remote) has no
+    # test here, because tests send traffic only to loopback addresses.
+    return check_endpoint(url, timeout=timeout, allow_remote=allow_remote)
 
 
 def probe_regions(
-    aws: Aws, config: Config, regions: list[str], *, timeout: float = 5.0
+    aws: Aws,
+    config: Config,
+    regions: list[str],
+    *,
+    timeout: float = 5.0,
+    allow_remote: bool = False,
 ) -> list[RegionHealth]:
     """Probe the regions in parallel; return results in the order given."""
     for region in regions:
@@ -363,7 +384,9 @@ def probe_regions(
 
     def probe(region: str) -> RegionHealth:
         try:
-            return probe_region(aws, config, region, timeout=timeout)
+            return probe_region(
+                aws, config, region, timeout=timeout, allow_remote=allow_remote
+            )
         except (ClientError, BotoCoreError, ResponseParserError) as error:
             log.warning("probing %s failed: %s", region, error)
             return RegionHealth(region=region, error=f"AWS call failed: {error}")

@@ -18,7 +18,9 @@ from infra.tasks import CONFIG_HELP, connect, notary_task, open_config, print_js
         "region": "region to check; repeat for several (default: --all)",
         "all": "check every region in the config (default when no --region)",
         "json": "print JSON instead of a table (default off)",
-        "timeout": "seconds to wait for each /healthcheck answer (default 5)",
+        "timeout": "seconds to wait for each /healthcheck response (default 5)",
+        "remote": "send GET /healthcheck to each load balancer's public DNS name "
+        "(target aws only; default off, which sends no request)",
         "config": CONFIG_HELP,
     },
     iterable=["region"],
@@ -29,14 +31,21 @@ def health(
     all_: bool = False,
     json_: bool = False,
     timeout: float = 5.0,
+    remote: bool = False,
     config: str = "",
 ) -> None:
     """Check each region from outside: load balancer, targets, Route 53."""
     if all_ and region:
         raise UserError("pass --region or --all, not both")
     loaded = open_config(config)
+    if remote and loaded.target != "aws":
+        raise UserError(
+            f"--remote needs target: aws, and the config has target: {loaded.target}"
+        )
     regions = loaded.region_names if all_ or not region else list(region)
-    results = probe_regions(connect(loaded), loaded, regions, timeout=timeout)
+    results = probe_regions(
+        connect(loaded), loaded, regions, timeout=timeout, allow_remote=remote
+    )
     if json_:
         print_json([result.to_dict() for result in results])
     else:

@@ -17,7 +17,13 @@ from infra import emulator, tags
 from infra.aws import Aws
 from infra.config import REPO_ROOT, Config, parse_config
 from infra.errors import UserError
-from infra.probe import LOCAL_NOTE, check_endpoint, probe_regions
+from infra.probe import (
+    LOCAL_NOTE,
+    RegionHealth,
+    check_endpoint,
+    probe_endpoint,
+    probe_regions,
+)
 from infra.tasks import health as health_tasks
 
 REGION = "us-east-1"
@@ -206,6 +212,17 @@ def test_check_endpoint_refused_port() -> None:
     assert "request failed" in result.detail
 
 
+def test_endpoint_loopback_target_aws(module_config: Config, notary: Running) -> None:
+    data = module_config.model_dump(by_alias=True)
+    data["target"] = "aws"
+    data["enclave"]["notary_port"] = notary.port
+    config = parse_config(data)
+    health = RegionHealth(region=REGION, load_balancer="n", dns_name="127.0.0.1")
+    result = probe_endpoint(health, config, timeout=5, allow_remote=False)
+    assert result.status == "ok"
+    assert result.url == f"http://127.0.0.1:{notary.port}/healthcheck"
+
+
 def test_check_endpoint_rejects_remote_host() -> None:
     # Rejected before any lookup or connection.
     with pytest.raises(UserError, match="only loopback hosts"):
@@ -247,6 +264,11 @@ def test_health_task_table(
     assert code == 0
     assert deployed["instance_id"] in output
     assert f"{REGION}: {LOCAL_NOTE}" in output
+
+
+def test_health_task_remote_needs_aws(task_aws: Aws) -> None:
+    with pytest.raises(Exit, match="--remote needs target: aws"):
+        health_tasks.health(Context(), region=[REGION], remote=True)
 
 
 def test_health_task_rejects_both(task_aws: Aws) -> None:

@@ -9,13 +9,17 @@ import pytest
 from botocore.parsers import ResponseParserError
 from botocore.stub import Stubber
 
+from infra.config import Config, parse_config
 from infra.errors import UserError
 from infra.probe import (
+    LOCAL_NOTE,
+    REMOTE_NOTE,
     EndpointResult,
     RegionHealth,
     check_endpoint,
     health_check_state,
     is_loopback_host,
+    probe_endpoint,
 )
 
 CHECK_ID = "abcdef01-2345-6789-abcd-ef0123456789"
@@ -157,3 +161,40 @@ def test_region_dict_has_verdict() -> None:
     data = health.to_dict()
     assert data["verdict"] == "healthy"
     assert data["endpoint"]["http_status"] == 200
+
+
+def with_target(config_data: dict[str, Any], target: str) -> Config:
+    return parse_config({**config_data, "target": target})
+
+
+NLB_NAME = "notary-us-east-1-0123456789abcdef.elb.us-east-1.amazonaws.com"
+
+
+def test_endpoint_local_not_probed(config_data: dict[str, Any]) -> None:
+    health = RegionHealth(region="us-east-1", load_balancer="n", dns_name=NLB_NAME)
+    result = probe_endpoint(
+        health, with_target(config_data, "local"), timeout=1, allow_remote=True
+    )
+    assert result.status == "not-probed"
+    assert result.detail == LOCAL_NOTE
+    assert result.url == f"http://{NLB_NAME}:7047/healthcheck"
+
+
+def test_endpoint_remote_needs_opt_in(config_data: dict[str, Any]) -> None:
+    health = RegionHealth(region="us-east-1", load_balancer="n", dns_name=NLB_NAME)
+    result = probe_endpoint(
+        health, with_target(config_data, "aws"), timeout=1, allow_remote=False
+    )
+    assert result.status == "not-probed"
+    assert result.detail == REMOTE_NOTE
+
+
+def test_endpoint_without_balancer(config_data: dict[str, Any]) -> None:
+    result = probe_endpoint(
+        RegionHealth(region="us-east-1"),
+        with_target(config_data, "aws"),
+        timeout=1,
+        allow_remote=False,
+    )
+    assert result.status == "not-probed"
+    assert result.url is None
