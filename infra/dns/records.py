@@ -113,7 +113,8 @@ def plan_records(
         label = location_of(record["GeoLocation"]).label
         current = owned.get(set_id)
         if current is None:
-            for holder in _other_holders(existing, domain, record, desired_ids):
+            skip = desired_ids | owned.keys()
+            for holder in _other_holders(existing, domain, record, skip):
                 result.changes.append({"Action": "DELETE", "ResourceRecordSet": holder})
                 result.plan.add(
                     region,
@@ -136,6 +137,9 @@ def plan_records(
             result.plan.add(
                 region, RESOURCE, f"{domain} A {set_id}", Action.DELETE, label
             )
+    # Deletions first, so that no step of the batch has two records for one
+    # location even if Route 53 checks the changes in order.
+    result.changes.sort(key=lambda change: change["Action"] != "DELETE")
     return result
 
 
@@ -143,16 +147,17 @@ def _other_holders(
     existing: list[dict[str, Any]],
     domain: str,
     record: dict[str, Any],
-    desired_ids: set[str],
+    skip: set[str],
 ) -> list[dict[str, Any]]:
-    """Return records at the same name and location under another SetIdentifier."""
+    """Return records at the same name and location whose SetIdentifier is not
+    in `skip`: the records this batch already creates, updates or deletes."""
     return [
         other
         for other in existing
         if normalize_name(other["Name"]) == domain
         and other["Type"] == "A"
         and other.get("GeoLocation") == record["GeoLocation"]
-        and other.get("SetIdentifier") not in desired_ids
+        and other.get("SetIdentifier") not in skip
     ]
 
 

@@ -178,9 +178,22 @@ def test_moved_default_taken_over() -> None:
         region="eu-west-1", domain=DOMAIN, desired=desired, existing=existing
     )
     assert actions(result) == [
-        ("CREATE", "eu-west-1-continent-EU"),
         ("DELETE", "us-east-1-default"),
+        ("CREATE", "eu-west-1-continent-EU"),
         ("CREATE", "eu-west-1-default"),
+    ]
+
+
+def test_mislabelled_own_record_deleted_once() -> None:
+    [stray] = records_for("eu-west-1", [Location("country", "TR")])
+    stray["GeoLocation"] = {"ContinentCode": "EU"}
+    desired = records_for("eu-west-1", [Location("continent", "EU")])
+    result = plan_records(
+        region="eu-west-1", domain=DOMAIN, desired=desired, existing=[stray]
+    )
+    assert actions(result) == [
+        ("DELETE", "eu-west-1-country-TR"),
+        ("CREATE", "eu-west-1-continent-EU"),
     ]
 
 
