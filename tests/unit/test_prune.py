@@ -1,4 +1,4 @@
-"""Prune decisions from stubbed EC2 and Auto Scaling answers."""
+"""Prune decisions from stubbed EC2 and Auto Scaling responses."""
 
 from __future__ import annotations
 
