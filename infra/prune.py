@@ -72,7 +72,11 @@ def releases_to_prune(images: list[Image], *, keep: int) -> list[str]:
 
 def images_in_use(aws: Aws, region: str) -> dict[str, str]:
     """Return the AMI ids that launch templates or Auto Scaling groups in
-    `region` reference, each with a description of one user."""
+    `region` reference, each with a description of one user.
+
+    NOTE: instances launched outside Auto Scaling and AMIs shared with other
+    accounts are not checked, so such users do not protect an AMI.
+    """
     used: dict[str, str] = {}
     ec2 = aws.client("ec2", region)
     for template in _launch_templates(ec2):
