@@ -162,6 +162,10 @@ class HealthMetrics:
         self.requests = Counter(
             "notary_health_http_requests_total", "HTTP requests, by path and status."
         )
+        self.rejected = Counter(
+            "notary_health_connections_rejected_total",
+            "Connections closed unserved because max_connections were open.",
+        )
 
     def render(self) -> str:
         families: list[Metric] = [
@@ -172,6 +176,7 @@ class HealthMetrics:
             self.healthy,
             self.enclave_state,
             self.requests,
+            self.rejected,
         ]
         lines: list[str] = []
         for family in families:

@@ -223,6 +223,7 @@ class HealthServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
+            self.metrics.rejected.inc()
             log.warning(
                 "connection limit %s reached: closing new connections",
                 self.config.max_connections,

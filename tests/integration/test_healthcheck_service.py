@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -209,6 +210,26 @@ def test_missing_nitro_cli_gives_503(start_service: Any, workdir: Path) -> None:
     assert json.loads(body)["reason"] == "nitro-cli-missing"
 
 
+def test_unreadable_manifest_gives_503(start_service: Any, workdir: Path) -> None:
+    running = start_service(manifest_file=str(workdir / "absent.json"))
+    status, body, _, _ = get(running.port)
+    entries = [json.loads(line) for line in running.log_lines()]
+    assert status == 503
+    assert json.loads(body)["reason"] == "manifest"
+    assert any("release manifest" in entry["message"] for entry in entries)
+
+
+def test_unreadable_api_key_gives_503(start_service: Any, workdir: Path) -> None:
+    running = start_service(api_key_file=str(workdir / "absent-key"))
+    status, body, _, _ = get(running.port)
+    assert status == 503
+    assert json.loads(body) == {
+        "status": "unhealthy",
+        "check": "notary",
+        "reason": "api-key",
+    }
+
+
 def test_unreachable_notary_gives_503(start_service: Any) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -320,6 +341,30 @@ def test_silent_client_closed(service: Running) -> None:
     with socket.create_connection(("127.0.0.1", service.port), timeout=10) as raw:
         answer = raw.recv(4096)
     assert answer == b""
+
+
+def test_connection_limit_closes_extra(start_service: Any) -> None:
+    running = start_service(max_connections=2)
+    address = ("127.0.0.1", running.port)
+    with (
+        socket.create_connection(address, timeout=10),
+        socket.create_connection(address, timeout=10),
+        socket.create_connection(address, timeout=10) as extra,
+    ):
+        try:
+            answer = extra.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+    # The two held connections free their slots once the service sees them
+    # close, which may take a moment.
+    for _ in range(50):
+        try:
+            _, body, _, _ = get(running.port, "/metrics")
+            break
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.05)
+    assert answer == b""
+    assert "notary_health_connections_rejected_total 1\n" in body.decode()
 
 
 def test_service_survives_bad_input(service: Running) -> None:
