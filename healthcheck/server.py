@@ -82,6 +82,12 @@ class HealthHandler(BaseHTTPRequestHandler):
     server_version = "notary-health"
     sys_version = ""
     server: HealthServer
+    # parse_request sets these; an oversized request line fails before it,
+    # and the 431 response still needs them.
+    request_version = "HTTP/1.1"
+    requestline = ""
+    command = ""
+    path = ""
 
     def setup(self) -> None:
         super().setup()
@@ -175,7 +181,7 @@ class HealthHandler(BaseHTTPRequestHandler):
         send_body: bool = True,
         allow: bool = False,
     ) -> None:
-        path = self.path.split("?", 1)[0] if getattr(self, "path", None) else ""
+        path = self.path.split("?", 1)[0]
         label = path if path in ("/healthcheck", "/metrics") else "other"
         self.server.metrics.requests.inc(path=label, status=str(status))
         self.send_response(status)
@@ -235,6 +241,10 @@ class HealthServer(ThreadingHTTPServer):
         except BaseException:
             self._slots.release()
             raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The default prints a traceback to stderr; the log takes JSON lines.
+        log.warning("request from %s failed", client_address[0], exc_info=True)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

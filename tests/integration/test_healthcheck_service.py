@@ -325,6 +325,18 @@ def test_oversized_request_rejected(service: Running) -> None:
     assert answer.startswith(b"HTTP/1.1 431")
 
 
+def test_oversized_request_line_rejected(service: Running) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", service.port), timeout=10) as raw,
+        client_context().wrap_socket(raw) as connection,
+    ):
+        connection.sendall(b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\n\r\n")
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert service.process.poll() is None
+    assert all(line.startswith("{") for line in service.log_lines())
+
+
 def test_slow_request_closed(service: Running) -> None:
     with (
         socket.create_connection(("127.0.0.1", service.port), timeout=10) as raw,
