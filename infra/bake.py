@@ -352,6 +352,8 @@ def packer_environment(aws: Aws) -> dict[str, str]:
         env["AWS_SECRET_ACCESS_KEY"] = EMULATOR_CREDENTIALS["aws_secret_access_key"]
         env["AWS_SESSION_TOKEN"] = EMULATOR_CREDENTIALS["aws_session_token"]
         return env
+    # NOTE: Packer gets the profile only, so a role_arn set on the home region
+    # is not assumed for the build; the boto3 steps after it do assume it.
     env = dict(os.environ)
     if aws.config.profile:
         env["AWS_PROFILE"] = aws.config.profile

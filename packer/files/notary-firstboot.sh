@@ -1,8 +1,9 @@
 #!/bin/sh
 # Make the health service's TLS key (P-256, mode 0600, owned by notary-health)
 # and a self-signed certificate valid for 10 years, once per instance.
+# Usage: notary-firstboot [DIR], where DIR defaults to /var/lib/notary/tls.
 set -eu
-dir=/var/lib/notary/tls
+dir=${1:-/var/lib/notary/tls}
 umask 077
 install -d -m 0750 -o notary-health -g notary-health "$dir"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \

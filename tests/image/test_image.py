@@ -125,6 +125,20 @@ def test_no_private_key_baked(host: Any) -> None:
     assert found.stdout.strip() == ""
 
 
+def test_firstboot_makes_key(host: Any) -> None:
+    scratch = "/tmp/notary-firstboot-check"
+    try:
+        made = host.run("/opt/notary/bin/notary-firstboot %s", scratch)
+        assert made.rc == 0, made.stderr
+        key = host.file(f"{scratch}/key.pem")
+        assert key.mode == 0o600
+        assert key.user == "notary-health"
+        parsed = host.run("openssl x509 -noout -in %s", f"{scratch}/cert.pem")
+        assert parsed.rc == 0, parsed.stderr
+    finally:
+        host.run("rm -rf %s", scratch)
+
+
 def test_tls_dir_owner(host: Any) -> None:
     tls = host.file("/var/lib/notary/tls")
     assert tls.is_directory
@@ -144,6 +158,12 @@ def test_health_user(host: Any) -> None:
 def test_unit_enabled(host: Any, unit: str) -> None:
     assert host.file(f"/etc/systemd/system/{unit}.service").is_file
     assert host.service(unit).is_enabled
+
+
+def test_units_verify(host: Any) -> None:
+    paths = " ".join(f"/etc/systemd/system/{unit}.service" for unit in UNITS)
+    verified = host.run(f"systemd-analyze verify --man=no {paths}")
+    assert verified.rc == 0, verified.stderr
 
 
 def test_enclave_unit_no_debug(host: Any) -> None:
