@@ -1,0 +1,121 @@
+"""The rollout tasks against the emulator, with a config file on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from invoke import Exit
+
+from infra import tags
+from infra.aws import Aws
+from infra.config import Config
+from infra.rollout.dns import DnsState, Route53
+from infra.tasks import rollout as tasks
+
+FAST = {"healthy_timeout": 2.0, "drain": 0.0, "poll_interval": 0.05}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, config_data: dict[str, Any]) -> Path:
+    config_data["rollout"]["drain_seconds"] = 0
+    config_data["rollout"]["healthy_timeout_seconds"] = 10
+    path = tmp_path / "deploy.yaml"
+    path.write_text(yaml.safe_dump(config_data))
+    return path
+
+
+@pytest.fixture
+def wired(aws: Aws, monkeypatch: pytest.MonkeyPatch, make_release_image: Any) -> Aws:
+    """Point the tasks at the test's emulator and register a release AMI in
+    the default region, where a rollout finds the newest release."""
+    monkeypatch.setattr(tasks, "connect", lambda config: aws)
+    make_release_image("us-east-1")
+    return aws
+
+
+def test_dry_run_task_writes_nothing(
+    wired: Aws,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    make_release_image: Any,
+) -> None:
+    make_release_image("eu-west-1")
+    tasks.rollout.body(
+        None, region=["eu-west-1"], dry_run=True, config=str(config_file)
+    )
+    output = capsys.readouterr().err
+    assert "eu-west-1: planned" in output
+    ec2 = wired.client("ec2", "eu-west-1")
+    vpcs = ec2.describe_vpcs(
+        Filters=[{"Name": f"tag:{tags.PROJECT}", "Values": ["notary"]}]
+    )["Vpcs"]
+    assert vpcs == []
+
+
+def test_rollout_then_status_json(
+    wired: Aws, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks.rollout.body(None, region=["us-east-1"], config=str(config_file))
+    assert "us-east-1: applied" in capsys.readouterr().err
+    tasks.status.body(None, json=True, config=str(config_file))
+    data = json.loads(capsys.readouterr().out)
+    first = data["regions"][0]
+    assert sorted(first) == sorted(
+        ["name", "release", "ami", "asg", "healthy", "desired", "dns_name", "locations"]
+    )
+    assert first["name"] == "us-east-1"
+    assert first["healthy"] == 1
+    assert data["regions"][1]["asg"] == ""
+
+
+def test_rerun_task_reports_no_changes(
+    wired: Aws, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks.rollout.body(None, region=["us-east-1"], config=str(config_file))
+    capsys.readouterr()
+    tasks.rollout.body(None, region=["us-east-1"], config=str(config_file))
+    assert "us-east-1: unchanged: no changes" in capsys.readouterr().err
+
+
+def test_rollout_needs_region(config_file: Path) -> None:
+    with pytest.raises(Exception, match="no region given"):
+        tasks.rollout.body(None, region=[], config=str(config_file))
+
+
+def test_rollback_without_previous(wired: Aws, config_file: Path) -> None:
+    tasks.rollout.body(None, region=["us-east-1"], config=str(config_file))
+    with pytest.raises(Exception, match="no previous group"):
+        tasks.rollback.body(None, region="us-east-1", config=str(config_file))
+
+
+def test_failed_region_exits_nonzero(wired: Aws, config_file: Path) -> None:
+    # No AMI of the release in sa-east-1: that region fails, us-east-1 goes on.
+    with pytest.raises(Exit) as raised:
+        tasks.rollout.body(
+            None,
+            region=["us-east-1", "sa-east-1"],
+            config=str(config_file),
+        )
+    assert raised.value.code == 1
+    assert "sa-east-1" in str(raised.value.message)
+    assert "us-east-1" not in str(raised.value.message)
+
+
+def test_destroy_task_yes(
+    wired: Aws,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    config: Config,
+) -> None:
+    tasks.rollout.body(None, region=["us-east-1"], config=str(config_file))
+    tasks.destroy.body(None, region="us-east-1", yes=True, config=str(config_file))
+    assert "us-east-1: deleted" in capsys.readouterr().err
+    dns = Route53().status(wired, config, "us-east-1")
+    assert dns == DnsState(dns.locations, dns.health_check_id, dns.health_check_state)
+    assert dns.locations == []
+    elb = wired.client("elbv2", "us-east-1")
+    assert elb.describe_load_balancers()["LoadBalancers"] == []
