@@ -29,8 +29,10 @@ testinfra)
     # The lockdown checks run in the local bake only: here lockdown comes
     # after this step, because it removes the SSH access the checks use.
     cd "$here/../.."
+    # testinfra's ssh backend uses the OpenSSH client, as the steps above do.
     "$PYTHON" -m pytest tests/image -q -p no:cacheprovider -m "not lockdown" \
-        --hosts="paramiko://$target:$SSH_PORT" --ssh-identity-file="$key" --sudo
+        --hosts="ssh://$target:$SSH_PORT" --ssh-identity-file="$key" --sudo \
+        --ssh-extra-args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     ;;
 *)
     # shellcheck disable=SC2086

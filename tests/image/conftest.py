@@ -1,7 +1,7 @@
 """Hosts for the image suite.
 
 `--hosts` names the hosts to check, such as `chroot:///path/to/root` for a
-local root filesystem or `paramiko://ec2-user@HOST` for a build instance.
+local root filesystem or `ssh://ec2-user@HOST` for a build instance.
 Without `--hosts` the suite bakes a local root filesystem once per session
 (reusing the cached base root) and checks it; that needs root.
 """
@@ -66,7 +66,7 @@ def host_spec(request: pytest.FixtureRequest) -> str | None:
 def local_bake(
     request: pytest.FixtureRequest, host_spec: str | None
 ) -> Iterator[dict[str, Any]]:
-    """Bake a local root filesystem for this session; remove it at the end."""
+    """Bake a local root filesystem for this session and remove it at the end."""
     if host_spec is not None:
         yield {}
         return
@@ -108,6 +108,7 @@ def host(
         connection=connection,
         ssh_identity_file=option.ssh_identity_file,
         ssh_config=option.ssh_config,
+        ssh_extra_args=option.ssh_extra_args,
         sudo=option.sudo,
         sudo_user=option.sudo_user,
     )
