@@ -51,6 +51,7 @@ def destroy_region(
     backend = dns or Route53()
     if dry_run:
         _destroy(ctx, backend, timing)
+        _delete_lock_table(ctx)
         return ctx.plan
     with lock.region_lock(
         aws,
@@ -289,7 +290,10 @@ def _delete_lock_table(ctx: RegionContext) -> None:
     dynamodb = ctx.client("dynamodb")
     name = lock.table_name(ctx.config)
     try:
-        dynamodb.delete_table(TableName=name)
+        if ctx.dry_run:
+            dynamodb.describe_table(TableName=name)
+        else:
+            dynamodb.delete_table(TableName=name)
     except dynamodb.exceptions.ResourceNotFoundException:
         return
     ctx.record("lock-table", name, Action.DELETE)

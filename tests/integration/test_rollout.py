@@ -10,7 +10,7 @@ import pytest
 
 from infra import tags
 from infra.aws import Aws
-from infra.config import Config
+from infra.config import Config, parse_config
 from infra.plan import Plan
 from infra.rollout import (
     RegionResult,
@@ -344,3 +344,40 @@ def test_destroy_leaves_nothing_tagged(aws: Aws, config: Config, release: Any) -
     assert "notary-us-east-1-instance" not in roles
     images = aws.client("ec2", "us-east-1").describe_images(Owners=["self"])["Images"]
     assert len(images) == 1
+
+
+def test_existing_vpc_used_and_kept(
+    config_data: dict[str, Any], emulator_url: str, make_release_image: Any
+) -> None:
+    setup = Aws(parse_config(config_data), endpoint_url=emulator_url)
+    ec2 = setup.client("ec2", "eu-west-1")
+    vpc_id = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(
+            VpcId=vpc_id, CidrBlock=f"10.9.{index}.0/24", AvailabilityZone=zone
+        )["Subnet"]["SubnetId"]
+        for index, zone in enumerate(["eu-west-1a", "eu-west-1b"] * 2)
+    ]
+    config_data["regions"][1]["vpc"] = {
+        "vpc_id": vpc_id,
+        "public_subnets": subnets[:2],
+        "private_subnets": subnets[2:],
+    }
+    config = parse_config(config_data)
+    aws = Aws(config, endpoint_url=emulator_url)
+    _, manifest = make_release_image("eu-west-1")
+    roll(aws, config, "eu-west-1", release_id=manifest.release_id)
+    balancer = aws.client("elbv2", "eu-west-1").describe_load_balancers()[
+        "LoadBalancers"
+    ][0]
+    assert balancer["VpcId"] == vpc_id
+    rules = aws.client("ec2", "eu-west-1").describe_security_groups(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "tag:notary:security-group-role", "Values": ["instances"]},
+        ]
+    )["SecurityGroups"][0]["IpPermissions"]
+    health = [rule for rule in rules if rule["FromPort"] == 7048]
+    assert health[0]["IpRanges"] == [{"CidrIp": "10.9.0.0/16"}]
+    destroy_region(aws, config, "eu-west-1", timing=FAST, dns=RecordingDns())
+    assert ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["VpcId"] == vpc_id
