@@ -220,6 +220,17 @@ def test_root_locked(host: Any) -> None:
 
 
 @pytest.mark.lockdown
+def test_login_users_locked(host: Any) -> None:
+    shadow = host.file("/etc/shadow").content_string
+    passwords = {line.split(":")[0]: line.split(":")[1] for line in shadow.splitlines()}
+    no_login = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/bin/sync")
+    for line in host.file("/etc/passwd").content_string.splitlines():
+        name, shell = line.split(":")[0], line.split(":")[6]
+        if shell not in no_login:
+            assert passwords.get(name, "!").startswith(("!", "*")), name
+
+
+@pytest.mark.lockdown
 def test_cloud_init_locked(host: Any) -> None:
     config = yaml.safe_load(
         host.file("/etc/cloud/cloud.cfg.d/99-notary-lockdown.cfg").content_string
