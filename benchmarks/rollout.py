@@ -2,9 +2,9 @@
 all four at concurrency 1 and at the config's default concurrency.
 
 Each run starts from an emptied emulator with a release AMI in every region,
-and includes Route 53. The emulator answers at once (targets read healthy as
-soon as they register, changes are INSYNC at once), so the figures measure our
-own API round trips, not AWS provisioning time.
+and includes Route 53. In the emulator, targets read healthy as soon as they
+register and record changes are INSYNC at once, so the figures measure our own
+API round trips and the Route 53 rate limit, not AWS provisioning time.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def run() -> str:
                 rows.append((f"{len(regions)} regions", concurrency, *figures))
         finally:
             emulator.stop(Path(state))
+
     lines = [
         "## Rollout",
         "",
@@ -128,6 +129,7 @@ def run() -> str:
         "| of which Route 53 | x one region |",
         "|---|---|---|---|---|---|---|",
     ]
+
     one_wall = rows[0][2]
     for name, concurrency, wall, cpu, calls, route53 in rows:
         lines.append(

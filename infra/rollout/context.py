@@ -1,4 +1,4 @@
-"""What every rollout step of one region shares: clients, names, tags, plan."""
+"""The state every rollout step of one region shares: clients, names, tags, plan."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def _destroy(ctx: RegionContext, dns: DnsBackend, timing: Timing) -> None:
 
 
 def _retry(call: Callable[[], Any], *, timing: Timing, description: str) -> None:
-    """Run `call` until AWS stops answering that a dependency remains."""
+    """Run `call` until AWS no longer reports that a dependency remains."""
 
     def attempt() -> bool | None:
         try:

@@ -52,7 +52,7 @@ class Group:
 
 @dataclass(frozen=True)
 class Switch:
-    """What it takes to put `target` in service, as data a test can check."""
+    """The changes that put `target` in service, as data a test can check."""
 
     target: str
     release: str
@@ -183,7 +183,7 @@ def _to_group(raw: dict[str, Any], group_tags: dict[str, str], arn: str) -> Grou
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a new group's instances go and what they serve."""
+    """A new group's subnets, target group, launch template and capacity."""
 
     subnets: tuple[str, ...]
     target_group_arn: str

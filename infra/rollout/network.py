@@ -2,8 +2,8 @@
 
 A dedicated VPC has a public and a private subnet in each of two availability
 zones. The load balancer sits in the public subnets, which route to an
-internet gateway; the instances sit in the private subnets, which have no
-route out, and reach Systems Manager through interface VPC endpoints.
+internet gateway. The instances sit in the private subnets, which have no
+route out, so they reach Systems Manager through interface VPC endpoints.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ def check_instance_type(aws: Aws, config: Config, region: str) -> None:
     """Raise UserError unless the region offers the instance type with Nitro
     Enclaves support.
 
-    The config is checked against a built-in table already; with `target: aws`
-    this asks DescribeInstanceTypes, which has the authority. The emulator's
-    answer adds nothing, so local runs skip it.
+    The config is checked against a built-in table already. With `target: aws`
+    this calls DescribeInstanceTypes, which is the authority. Local runs skip
+    the call because the emulator's data adds nothing to the table.
     """
     if config.target != "aws":
         return

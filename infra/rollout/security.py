@@ -49,8 +49,10 @@ def endpoint_rules(*, vpc_cidr: str) -> set[Rule]:
 
 
 def current_rules(permissions: list[dict[str, Any]]) -> set[Rule]:
-    """Return IpPermissions as rules; a rule naming groups or prefix lists, or
-    an IPv6 range, becomes a rule with that source in place of a CIDR."""
+    """Return IpPermissions as rules.
+
+    A source that is a group, a prefix list or an IPv6 range takes the place of
+    the CIDR, so rules that this module never sets show up for revoking."""
     rules = set()
     for permission in permissions:
         protocol = str(permission.get("IpProtocol", ""))

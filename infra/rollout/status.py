@@ -1,4 +1,4 @@
-"""Where each region stands: live release, group, health, load balancer, DNS."""
+"""Each region's state: live release, group, health, load balancer, DNS."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def launch_data(
 
 
 def contains(current: Any, desired: Any) -> bool:
-    """Return whether `current` holds every value of `desired`.
+    """Return whether `current` contains every value of `desired`.
 
     AWS may add keys to what it returns, and the emulator adds the template's
     own tags to TagSpecifications, so a list of mappings matches when each
@@ -112,6 +112,7 @@ def ensure_template_version(
         profile=profile,
         security_group_id=security_group_id,
     )
+
     template = find_template(ctx)
     name = f"{ctx.base_name} {image.release_id}"
     if template is None:
@@ -128,6 +129,7 @@ def ensure_template_version(
         return TemplateVersion(
             created["LaunchTemplateId"], str(created["LatestVersionNumber"])
         )
+
     template_id = template["LaunchTemplateId"]
     for version in _versions(ctx, template_id):
         if version.get("VersionDescription") == image.release_id and contains(
@@ -135,6 +137,7 @@ def ensure_template_version(
         ):
             ctx.record("launch-template", name, Action.UNCHANGED, image.image_id)
             return TemplateVersion(template_id, str(version["VersionNumber"]))
+
     ctx.record("launch-template", name, Action.UPDATE, f"new version {image.image_id}")
     if ctx.dry_run:
         return TemplateVersion(template_id, PENDING)

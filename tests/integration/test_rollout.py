@@ -34,7 +34,7 @@ READ_PREFIXES = ("Describe", "List", "Get")
 
 
 class RecordingDns:
-    """A DNS backend that records what the rollout asks of Route 53."""
+    """A DNS backend that records the rollout's Route 53 requests."""
 
     def __init__(self) -> None:
         self.reconciled: list[tuple[str, Endpoint]] = []
@@ -314,10 +314,12 @@ def test_destroy_leaves_nothing_tagged(aws: Aws, config: Config, release: Any) -
     release_id = release(["us-east-1"])
     dns = RecordingDns()
     roll(aws, config, "us-east-1", release_id=release_id, dns=dns)
+
     plan = destroy_region(aws, config, "us-east-1", timing=FAST, dns=dns)
     deleted = {entry.resource for entry in plan.changes}
     assert {"vpc", "nlb", "asg", "security-group", "iam-role"} <= deleted
     assert dns.removed == ["us-east-1"]
+
     tagging = aws.client("resourcegroupstaggingapi", "us-east-1")
     left = tagging.get_resources(
         TagFilters=[{"Key": tags.REGION, "Values": ["us-east-1"]}]
@@ -363,6 +365,7 @@ def test_existing_vpc_used_and_kept(
         "public_subnets": subnets[:2],
         "private_subnets": subnets[2:],
     }
+
     config = parse_config(config_data)
     aws = Aws(config, endpoint_url=emulator_url)
     _, manifest = make_release_image("eu-west-1")
@@ -379,5 +382,6 @@ def test_existing_vpc_used_and_kept(
     )["SecurityGroups"][0]["IpPermissions"]
     health = [rule for rule in rules if rule["FromPort"] == 7048]
     assert health[0]["IpRanges"] == [{"CidrIp": "10.9.0.0/16"}]
+
     destroy_region(aws, config, "eu-west-1", timing=FAST, dns=RecordingDns())
     assert ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["VpcId"] == vpc_id
