@@ -135,9 +135,9 @@ class HealthHandler(BaseHTTPRequestHandler):
         """Parse the request line and headers; on bad input respond and return False.
 
         Only GET and HEAD without a body are served, so the headers matter
-        only for Connection. This replaces http.server's parser, which runs
-        the email package on every request and costs more CPU than the rest
-        of the request apart from the TLS handshake.
+        only for Connection. http.server's own parser runs the email package
+        on every request, which was the largest CPU cost of a request after
+        the TLS handshake in a profile of this service.
         """
         self.close_connection = True
         raw: bytes = self.raw_requestline  # type: ignore[attr-defined]
