@@ -617,8 +617,8 @@ def _bake_aws(
     options: BakeOptions,
     announce: Callable[[str], None],
 ) -> BakeResult:
-    # NOTE: this path has run only against the emulator's API shapes, never
-    # on AWS itself, because no machine here reaches AWS.
+    # NOTE: this path has run on AWS never, only with a stand-in ssh and the
+    # emulator, because no machine here reaches AWS.
     announce("amazon-ebs")
     staging = render_staging(config, manifest, eif=eif, staging=release_dir / "staging")
     image_id = register_image(

@@ -32,6 +32,7 @@ testinfra)
     # testinfra's ssh backend uses the OpenSSH client, as the steps above do.
     "$PYTHON" -m pytest tests/image -q -p no:cacheprovider -m "not lockdown" \
         --hosts="ssh://$target:$SSH_PORT" --ssh-identity-file="$key" --sudo \
+        --expected-manifest="$STAGING_DIR/etc/release.json" \
         --ssh-extra-args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     ;;
 *)
