@@ -14,7 +14,9 @@ folder. Then:
 `--force` rebuilds a release that already has an AMI. Packer's
 force_deregister removes the old AMI and its snapshots only after the new
 image passed provisioning and testinfra, just before the new one is created.
-Copies of the old AMI in other regions are left to the copy stage.
+If finishing the new AMI fails after that, it is deregistered too, so the
+release has no AMI until the next bake. Copies of the old AMI in other
+regions are left to the copy stage.
 """
 
 from __future__ import annotations
@@ -550,7 +552,9 @@ def bake(
             announce=announce,
         )
     finally:
-        if not options.keep_work and release_dir.exists():
+        if options.keep_work:
+            log.info("Kept the staging folder and root filesystem in %s", release_dir)
+        elif release_dir.exists():
             shutil.rmtree(release_dir)
 
 

@@ -111,6 +111,19 @@ def test_health_config_loads(host: Any) -> None:
     assert command.rc == 0, command.stderr
 
 
+def test_health_modules_import(host: Any) -> None:
+    # The image's own python3 (3.11 on Debian bookworm, 3.9 on Amazon Linux
+    # 2023) must import every module without packages from outside.
+    command = host.run(
+        "PYTHONPATH=/opt/notary/lib python3 -c %s",
+        "import importlib, pkgutil, healthcheck\n"
+        "for module in pkgutil.iter_modules(healthcheck.__path__):\n"
+        "    if module.name != '__main__':\n"
+        "        importlib.import_module('healthcheck.' + module.name)",
+    )
+    assert command.rc == 0, command.stderr
+
+
 def test_health_config_values(
     health_config: dict[str, Any], enclave_config: dict[str, Any]
 ) -> None:
