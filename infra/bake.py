@@ -298,21 +298,22 @@ def run_testinfra(
         raise UserError(
             f"the image tests timed out after {timeout:.0f} s against {host}"
         ) from None
-    for line in completed.stdout.splitlines():
+    lines = completed.stdout.strip().splitlines()
+    for line in lines:
         log.debug("testinfra: %s", line)
-    if completed.returncode != 0:
-        failed = [
-            line for line in completed.stdout.splitlines() if line.startswith("FAILED")
-        ]
-        summary = (
-            failed[0]
-            if failed
-            else (completed.stdout.strip().splitlines() or ["?"])[-1]
-        )
-        raise UserError(
-            f"the image tests failed ({len(failed)} failed), so no AMI is "
-            f"registered: {summary}"
-        )
+    if completed.returncode == 0:
+        return
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    if failed:
+        summary = failed[0]
+    elif lines:
+        summary = lines[-1]
+    else:
+        summary = f"pytest exit status {completed.returncode}"
+    raise UserError(
+        f"the image tests failed ({len(failed)} failed), so no AMI is "
+        f"registered: {summary}"
+    )
 
 
 def build_local_root(
