@@ -164,6 +164,8 @@ def _apply(
 ) -> RegionResult:
     """Plan with reads only; unless nothing changes or this is a dry run, take
     the lock and run for real."""
+    # NOTE: a run with changes reads every resource twice, once here and once
+    # under the lock; Route 53 reads count against its shared rate limit.
     preview = RegionContext(aws, config, region, dry_run=True)
     run(preview)
     result.plan = preview.plan

@@ -63,6 +63,9 @@ class Switch:
     detach: tuple[str, ...]
     scale_down: tuple[str, ...]
     delete: tuple[str, ...]
+    # The target is a group kept at zero, brought back as a rollback does; a
+    # failed switch scales it back to zero instead of deleting it.
+    standby: bool = False
 
     @property
     def has_changes(self) -> bool:
@@ -122,6 +125,7 @@ def plan_switch(
         detach=tuple(group.name for group in others if group.attached),
         scale_down=tuple(group.name for group in others if group.desired > 0),
         delete=tuple(group.name for group in others[max(keep - 1, 0) :]),
+        standby=current is not None and current.desired == 0 and not current.attached,
     )
 
 
@@ -340,7 +344,7 @@ def _undo(ctx: RegionContext, switch: Switch, placement: Placement) -> None:
         AutoScalingGroupName=switch.target,
         TargetGroupARNs=[placement.target_group_arn],
     )
-    if switch.create:
+    if not switch.standby:
         autoscaling.delete_auto_scaling_group(
             AutoScalingGroupName=switch.target, ForceDelete=True
         )

@@ -92,7 +92,7 @@ def rollout(
         ),
         concurrency=concurrency or loaded.rollout.concurrency,
         halt_on_failure=halt_on_failure,
-        canary=ordered[0] if canary and len(ordered) > 1 else None,
+        canary=loaded.default_region.name if canary else None,
     )
     print_results(results, dry_run=dry_run)
 

@@ -109,6 +109,15 @@ def test_switch_rollback_scales_up() -> None:
     assert switch.attach
     assert switch.detach == ("new",)
     assert switch.delete == ()
+    assert switch.standby
+
+
+def test_switch_half_done_not_standby() -> None:
+    # A run killed after attaching the new group leaves both in service.
+    groups = [group("old", age=1), group("new", age=0)]
+    switch = switch_to(groups, "new")
+    assert not switch.standby
+    assert switch.detach == ("old",)
 
 
 def test_switch_new_template_version() -> None:
