@@ -193,7 +193,7 @@ def check_reuse(
 
 
 def enclave_run_config(config: Config) -> dict[str, Any]:
-    """Return the nitro-cli run-enclave config; debug mode is always off."""
+    """Return the nitro-cli run-enclave config, with debug mode always off."""
     return {
         "eif_path": EIF_PATH,
         "memory_mib": config.enclave.memory_mib,
@@ -355,8 +355,8 @@ def packer_environment(aws: Aws) -> dict[str, str]:
         env["AWS_SECRET_ACCESS_KEY"] = EMULATOR_CREDENTIALS["aws_secret_access_key"]
         env["AWS_SESSION_TOKEN"] = EMULATOR_CREDENTIALS["aws_session_token"]
         return env
-    # NOTE: Packer gets the profile only, so a role_arn set on the home region
-    # is not assumed for the build; the boto3 steps after it do assume it.
+    # NOTE: Packer gets the profile only, so it does not assume a role_arn set
+    # on the home region. The boto3 steps after the build do assume it.
     env = dict(os.environ)
     if aws.config.profile:
         env["AWS_PROFILE"] = aws.config.profile
@@ -432,8 +432,8 @@ def finish_image(
 ) -> None:
     """Tag the new AMI and set ImdsSupport v2.0 and its deprecation time.
 
-    The emulator stores no ImdsSupport and answers EnableImageDeprecation with
-    HTTP 500. With target local that gap is logged as a warning.
+    The emulator stores no ImdsSupport and returns HTTP 500 for
+    EnableImageDeprecation. With target local that gap is logged as a warning.
     """
     image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
     base_image = tags.from_list(image.get("Tags")).get(tags.BASE_IMAGE, "")
@@ -622,7 +622,7 @@ def _bake_aws(
     options: BakeOptions,
     announce: Callable[[str], None],
 ) -> BakeResult:
-    # NOTE: this path has run on AWS never, only with a stand-in ssh and the
+    # NOTE: this path has never run on AWS, only with a stand-in ssh and the
     # emulator, because no machine here reaches AWS.
     announce("amazon-ebs")
     staging = render_staging(config, manifest, eif=eif, staging=release_dir / "staging")
