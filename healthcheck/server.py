@@ -1,4 +1,4 @@
-"""The HTTPS server: GET /healthcheck and GET /metrics, one thread per connection.
+"""The HTTPS server: GET /healthcheck and GET /metrics, a pooled thread per connection.
 
 Each connection gets the socket timeout for the TLS handshake and every
 read, and each request may send at most max_request_bytes of request line
@@ -14,7 +14,8 @@ import socket
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, BinaryIO
 
 from healthcheck import checks
@@ -245,10 +246,13 @@ class HealthHandler(BaseHTTPRequestHandler):
         log.info("request from %s: %s", self.client_address[0], format % args)
 
 
-class HealthServer(ThreadingHTTPServer):
-    """A threading HTTPS server with a cap on open connections."""
+class HealthServer(HTTPServer):
+    """An HTTPS server with one pooled thread per open connection, up to a cap.
 
-    daemon_threads = True
+    Threads are reused from connection to connection instead of started for
+    each, and a slow client holds only its own thread.
+    """
+
     allow_reuse_address = True
     request_queue_size = 128
 
@@ -265,6 +269,9 @@ class HealthServer(ThreadingHTTPServer):
         self.metrics = metrics
         self.tls = tls
         self._slots = threading.BoundedSemaphore(config.max_connections)
+        self._workers = ThreadPoolExecutor(
+            max_workers=config.max_connections, thread_name_prefix="connection"
+        )
         super().__init__((config.bind_address, config.port), HealthHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -277,20 +284,28 @@ class HealthServer(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         try:
-            super().process_request(request, client_address)
+            self._workers.submit(self._serve_connection, request, client_address)
         except BaseException:
             self._slots.release()
+            self.shutdown_request(request)
             raise
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr; the log takes JSON lines.
         log.warning("request from %s failed", client_address[0], exc_info=True)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
+            self.shutdown_request(request)
             self._slots.release()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(self.config.socket_timeout_seconds)
