@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from infra.errors import UserError
 from infra.plan import Action
 from infra.rollout.context import PENDING, RegionContext
 
@@ -80,10 +81,9 @@ def _ensure_vpc(ctx: RegionContext) -> str:
     else:
         ctx.record("vpc", vpc["VpcId"], Action.UNCHANGED)
     vpc_id = str(vpc["VpcId"])
-    if not ctx.dry_run:
-        # Interface endpoints with private DNS need both attributes on.
-        _ensure_vpc_attribute(ctx, vpc_id, "enableDnsSupport")
-        _ensure_vpc_attribute(ctx, vpc_id, "enableDnsHostnames")
+    # Interface endpoints with private DNS need both attributes on.
+    _ensure_vpc_attribute(ctx, vpc_id, "enableDnsSupport")
+    _ensure_vpc_attribute(ctx, vpc_id, "enableDnsHostnames")
     return vpc_id
 
 
@@ -93,17 +93,34 @@ def _ensure_vpc_attribute(ctx: RegionContext, vpc_id: str, name: str) -> None:
     current = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=name)[key]["Value"]
     if not current:
         ctx.record("vpc-attribute", f"{vpc_id} {name}", Action.UPDATE, "enable")
-        ec2.modify_vpc_attribute(VpcId=vpc_id, **{key: {"Value": True}})
+        if not ctx.dry_run:
+            ec2.modify_vpc_attribute(VpcId=vpc_id, **{key: {"Value": True}})
 
 
 def _zones(ctx: RegionContext) -> list[str]:
-    zones = ctx.client("ec2").describe_availability_zones(
+    """Return the first two available zones, by name, that offer the region's
+    instance type."""
+    ec2 = ctx.client("ec2")
+    instance_type = ctx.config.instance_type_for(ctx.region)
+    zones = ec2.describe_availability_zones(
         Filters=[
             {"Name": "state", "Values": ["available"]},
             {"Name": "zone-type", "Values": ["availability-zone"]},
         ]
     )["AvailabilityZones"]
-    return sorted(zone["ZoneName"] for zone in zones)[:2]
+    offerings = ec2.describe_instance_type_offerings(
+        LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": [instance_type]}],
+    )["InstanceTypeOfferings"]
+    offered = {offering["Location"] for offering in offerings}
+    usable = sorted(z["ZoneName"] for z in zones if z["ZoneName"] in offered)
+    if len(usable) < 2:
+        raise UserError(
+            f"instance type {instance_type} is offered in {len(usable)} zones of "
+            f"{ctx.region}, and a rollout needs two: choose another instance_type "
+            "for this region"
+        )
+    return usable[:2]
 
 
 def _ensure_subnet(ctx: RegionContext, vpc_id: str, tier: str, index: int) -> str:
