@@ -260,6 +260,7 @@ def rollback_region(
     timing: Timing | None = None,
     dns: DnsBackend | None = None,
     holder: str | None = None,
+    after_step: Callable[[str], None] | None = None,
 ) -> RegionResult:
     """Bring the previous release's group back into service in `region`."""
     config.region(region)
@@ -290,5 +291,5 @@ def rollback_region(
         dry_run=dry_run,
         force=force,
         holder=holder,
-        after_step=None,
+        after_step=after_step,
     )

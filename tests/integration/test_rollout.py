@@ -230,6 +230,33 @@ def test_unhealthy_release_rolls_back(aws: Aws, config: Config, release: Any) ->
     assert found[first].instance_ids == previous.instance_ids
 
 
+def test_failed_rollback_keeps_standby(aws: Aws, config: Config, release: Any) -> None:
+    first = release(["us-east-1"])
+    roll(aws, config, "us-east-1", release_id=first)
+    second = release(["us-east-1"], pcr0="d" * 96)
+    roll(aws, config, "us-east-1", release_id=second)
+    ec2 = aws.client("ec2", "us-east-1")
+
+    def stop_standby_instances(step: str) -> None:
+        if step == "attach":
+            found = region_groups(aws, config, "us-east-1")
+            ec2.stop_instances(InstanceIds=list(found[first].instance_ids))
+
+    with pytest.raises(RolloutFailed):
+        rollback_region(
+            aws,
+            config,
+            "us-east-1",
+            timing=FAST,
+            dns=RecordingDns(),
+            after_step=stop_standby_instances,
+        )
+    found = region_groups(aws, config, "us-east-1")
+    assert found[second].serving
+    assert found[first].desired == 0
+    assert not found[first].attached
+
+
 class Killed(Exception):
     """Stands for a rollout process killed at a step."""
 
