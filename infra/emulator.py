@@ -68,29 +68,64 @@ def _answers(port: int) -> bool:
         return False
 
 
-def status(state_dir: Path = STATE_DIR) -> Emulator | None:
-    """Return the running emulator recorded in `state_dir`, or None."""
+def _recorded(state_dir: Path) -> Emulator | None:
     try:
         record = json.loads(_state_file(state_dir).read_text())
-        emulator = Emulator(pid=int(record["pid"]), port=int(record["port"]))
+        return Emulator(pid=int(record["pid"]), port=int(record["port"]))
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    if _alive(emulator.pid) and _answers(emulator.port):
-        return emulator
-    return None
+
+
+def _is_emulator(pid: int) -> bool:
+    """Tell whether `pid` is a live moto server, not a process that reused
+    the pid after the emulator ended."""
+    if not _alive(pid):
+        return False
+    try:
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"moto.server" in command_line
+
+
+def status(state_dir: Path = STATE_DIR, *, wait: float = 20.0) -> Emulator | None:
+    """Return the running emulator recorded in `state_dir`, or None.
+
+    A live server that is slow to answer, as on a loaded machine, gets `wait`
+    seconds before it counts as not running.
+    """
+    emulator = _recorded(state_dir)
+    if emulator is None or not _is_emulator(emulator.pid):
+        return None
+    deadline = time.monotonic() + wait
+    while not _answers(emulator.port):
+        if time.monotonic() > deadline or not _is_emulator(emulator.pid):
+            return None
+        time.sleep(0.2)
+    return emulator
 
 
 def start(
-    state_dir: Path = STATE_DIR, *, port: int | None = None, timeout: float = 30.0
+    state_dir: Path = STATE_DIR,
+    *,
+    port: int | None = None,
+    timeout: float = 30.0,
+    wait: float = 20.0,
 ) -> Emulator:
     """Start the emulator unless it already runs; return it.
 
     The server outlives this process so that state survives from one task to
     the next; `stop` ends it.
     """
-    running = status(state_dir)
-    if running:
-        return running
+    recorded = _recorded(state_dir)
+    if recorded and _is_emulator(recorded.pid):
+        if status(state_dir, wait=wait):
+            return recorded
+        # Starting a second server would orphan the first and split the state.
+        raise UserError(
+            f"the emulator (pid {recorded.pid}) runs but does not answer on port "
+            f"{recorded.port}: run invoke emulator.stop, then try again"
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     environment = {

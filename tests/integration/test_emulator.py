@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import boto3
 import pytest
 
 from infra import emulator
+from infra.errors import UserError
 
 
 @pytest.fixture
@@ -83,3 +85,23 @@ def test_status_ignores_stale_record(tmp_path: Path) -> None:
     (tmp_path / "emulator.json").write_text('{"pid": 999999, "port": 9}')
 
     assert emulator.status(tmp_path) is None
+
+
+def test_status_ignores_reused_pid(tmp_path: Path) -> None:
+    (tmp_path / "emulator.json").write_text(f'{{"pid": {os.getpid()}, "port": 9}}')
+
+    assert emulator.status(tmp_path) is None
+
+
+def test_start_keeps_silent_live_server(tmp_path: Path) -> None:
+    started = emulator.start(tmp_path)
+    try:
+        os.kill(started.pid, signal.SIGSTOP)
+        with pytest.raises(UserError) as caught:
+            emulator.start(tmp_path, wait=1.0)
+
+        assert f"pid {started.pid}" in str(caught.value)
+        assert "emulator.stop" in str(caught.value)
+    finally:
+        os.kill(started.pid, signal.SIGCONT)
+        emulator.stop(tmp_path)
