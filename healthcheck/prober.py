@@ -69,7 +69,11 @@ class Prober:
         )
 
     def current(self) -> HealthResult:
-        """Return a result no older than the cache period, probing when needed."""
+        """Return the cached result while fresh, else probe.
+
+        While another thread probes, return the last result at once, or wait
+        for the first probe up to the deadline.
+        """
         with self._condition:
             last = self._last
             if last is not None and self._clock() - self._last_at < self.cache_seconds:
