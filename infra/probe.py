@@ -43,6 +43,12 @@ REMOTE_NOTE = (
     "not probed: the load balancer name is not a loopback name; pass --remote "
     "to send GET /healthcheck to it"
 )
+# moto 5.2 reads registered targets healthy and answers GetHealthCheckStatus
+# with one fixed successful observation, probing nothing.
+EMULATOR_NOTE = (
+    "target health and Route 53 status come from the emulator, which probes "
+    "nothing and reports them healthy"
+)
 LOCAL_NOTE = (
     "not probed: load balancer DNS names from the emulator do not resolve "
     "with target local"
@@ -94,6 +100,8 @@ class RegionHealth:
     target_groups: list[TargetGroupHealth] = field(default_factory=list)
     health_checks: list[HealthCheckState] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Facts that qualify the results without making the region unhealthy.
+    notes: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -311,6 +319,10 @@ def probe_region(
     health.endpoint = probe_endpoint(
         health, config, timeout=timeout, allow_remote=allow_remote
     )
+    if health.endpoint.status == "not-probed" and health.dns_name:
+        health.notes.append(health.endpoint.detail)
+    if config.target == "local":
+        health.notes.append(EMULATOR_NOTE)
     if health.endpoint.status == "failed":
         health.problems.append(f"/healthcheck failed: {health.endpoint.detail}")
     return health

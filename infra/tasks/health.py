@@ -89,8 +89,7 @@ def problem_lines(results: list[RegionHealth]) -> list[str]:
         if result.error:
             lines.append(f"{result.region}: {result.error}")
         lines.extend(f"{result.region}: {problem}" for problem in result.problems)
-        if result.endpoint.status == "not-probed" and result.dns_name:
-            lines.append(f"{result.region}: {result.endpoint.detail}")
+        lines.extend(f"{result.region}: note: {note}" for note in result.notes)
     return lines
 
 

@@ -18,6 +18,7 @@ from infra.aws import Aws
 from infra.config import REPO_ROOT, Config, parse_config
 from infra.errors import UserError
 from infra.probe import (
+    EMULATOR_NOTE,
     LOCAL_NOTE,
     RegionHealth,
     check_endpoint,
@@ -263,7 +264,8 @@ def test_health_task_table(
     output = capsys.readouterr().out
     assert code == 0
     assert deployed["instance_id"] in output
-    assert f"{REGION}: {LOCAL_NOTE}" in output
+    assert f"{REGION}: note: {LOCAL_NOTE}" in output
+    assert f"{REGION}: note: {EMULATOR_NOTE}" in output
 
 
 def test_health_task_remote_needs_aws(task_aws: Aws) -> None:
