@@ -43,7 +43,7 @@ from standins.processes import (  # noqa: E402
 
 CLIENTS = 50
 # Rounds alternate between the two servers, so load from other work on the
-# machine falls on both alike; each figure is the median over the rounds.
+# machine falls on both alike. Each figure is the median over the rounds.
 ROUNDS = 3
 ROUND_SECONDS = 4
 WARMUP_SECONDS = 1
@@ -406,5 +406,5 @@ def _bridge_row(name: str, rate: float, direct: float) -> str:
 
 
 def _nginx_version() -> str:
-    answer = subprocess.run([NGINX, "-v"], capture_output=True, text=True)
-    return answer.stderr.strip().split("/")[-1] or "unknown"
+    result = subprocess.run([NGINX, "-v"], capture_output=True, text=True)
+    return result.stderr.strip().split("/")[-1] or "unknown"

@@ -43,8 +43,8 @@ REMOTE_NOTE = (
     "not probed: the load balancer name is not a loopback name; pass --remote "
     "to send GET /healthcheck to it"
 )
-# moto 5.2 reads registered targets healthy and answers GetHealthCheckStatus
-# with one fixed successful observation, probing nothing.
+# moto 5.2 reports registered targets healthy and returns one fixed
+# successful observation from GetHealthCheckStatus, without probing.
 EMULATOR_NOTE = (
     "target health and Route 53 status come from the emulator, which probes "
     "nothing and reports them healthy"
@@ -366,7 +366,7 @@ def _add_health_checks(
 def probe_endpoint(
     health: RegionHealth, config: Config, *, timeout: float, allow_remote: bool
 ) -> EndpointResult:
-    """GET the load balancer's /healthcheck where allowed; else say why not."""
+    """GET the load balancer's /healthcheck where allowed, else return why not."""
     if health.dns_name is None:
         return EndpointResult(None, "not-probed", "no load balancer")
     url = (

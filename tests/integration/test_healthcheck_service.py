@@ -409,8 +409,8 @@ def test_connection_limit_closes_extra(start_service: Any) -> None:
             answer = extra.recv(4096)
         except ConnectionResetError:
             answer = b""
-    # The two held connections free their slots once the service sees them
-    # close, which may take a moment.
+    # The two held connections free their slots once the service reads
+    # their end of stream, which may take a moment.
     for _ in range(50):
         try:
             _, body, _, _ = get(running.port, "/metrics")
