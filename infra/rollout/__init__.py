@@ -139,6 +139,9 @@ def _run_release(
 
 
 def _run_dns(ctx: RegionContext, balancer: LoadBalancer, dns: DnsBackend) -> None:
+    if ctx.change_check and ctx.plan.has_changes:
+        # The run goes ahead anyway, so Route 53's rate limit is spared.
+        return
     endpoint = Endpoint(
         dns_name=balancer.dns_name,
         canonical_hosted_zone_id=balancer.canonical_hosted_zone_id,
@@ -164,9 +167,9 @@ def _apply(
 ) -> RegionResult:
     """Plan with reads only; unless nothing changes or this is a dry run, take
     the lock and run for real."""
-    # NOTE: a run with changes reads every resource twice, once here and once
-    # under the lock; Route 53 reads count against its shared rate limit.
-    preview = RegionContext(aws, config, region, dry_run=True)
+    # NOTE: a run with changes reads every resource except Route 53 twice,
+    # once here and once under the lock.
+    preview = RegionContext(aws, config, region, dry_run=True, change_check=not dry_run)
     run(preview)
     result.plan = preview.plan
     if not preview.plan.has_changes:

@@ -53,6 +53,9 @@ class RegionContext:
     plan: Plan = field(default_factory=Plan)
     # Called with a step's name after the step; tests use it to stop a run.
     after_step: Callable[[str], None] | None = None
+    # A preview that only decides whether to run: once it has found a change,
+    # it may skip reads whose answer no longer matters.
+    change_check: bool = False
 
     def client(self, service: str) -> Any:
         return self.aws.client(service, self.region)
