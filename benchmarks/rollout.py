@@ -10,6 +10,7 @@ API round trips and the Route 53 rate limit, not AWS provisioning time.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import urllib.request
@@ -27,6 +28,8 @@ from infra.rollout import RegionResult, Timing, rollout_region
 from infra.rollout.dns import Route53
 from infra.rollout.fleet import region_order, run_regions
 
+# Route 53's request limit per account, which infra/dns/throttle.py enforces.
+ROUTE53_PER_SECOND = 5.0
 TIMING = Timing(healthy_timeout=60, drain=0, poll_interval=0.2, delete_timeout=60)
 
 
@@ -137,14 +140,21 @@ def run() -> str:
             f"{route53:.0f} | {wall / one_wall:.2f} |"
         )
     serial, parallel = rows[1][2], rows[2][2]
+    floor = rows[2][5] * len(regions) / ROUTE53_PER_SECOND
     lines += [
         "",
         f"Concurrency {default} takes {parallel / serial:.2f}x the serial wall time.",
+        f"The Route 53 calls of {len(regions)} regions alone take at least "
+        f"{floor:.1f} s at {ROUTE53_PER_SECOND:.0f} per second.",
         "Route 53 calls of all regions share one limit of five per second per",
         "account (enforced in infra/dns/throttle.py), so the Route 53 part of",
         "each region runs one after another whatever the concurrency; the",
         "emulator server, which does all the work on two shared cores, is the",
         "other limit. NOTE: measured on the emulator only, where no step waits",
-        "for AWS provisioning; the 1.5x goal is not met here.",
+        "for AWS provisioning; the 1.5x goal is not met here. On AWS a region",
+        "spends minutes waiting for the load balancer and instances, which",
+        "concurrent regions overlap, but that has not been measured.",
+        f"One-minute load average after the run: {os.getloadavg()[0]:.1f}, from",
+        "other work on the machine, so repeated runs vary by a few seconds.",
     ]
     return "\n".join(lines)
