@@ -112,8 +112,8 @@ def run() -> str:
         server = emulator.start(Path(state))
         try:
             url = server.endpoint_url
-            one = measure(url, config, regions[:1], 1)
-            rows.append(("one region", 1, *one))
+            single_region = measure(url, config, regions[:1], 1)
+            rows.append(("one region", 1, *single_region))
             for concurrency in (1, default):
                 figures = measure(url, config, regions, concurrency)
                 rows.append((f"{len(regions)} regions", concurrency, *figures))

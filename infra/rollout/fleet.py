@@ -43,7 +43,7 @@ def run_regions(
     results: dict[str, RegionResult] = {}
     halted = threading.Event()
 
-    def one(region: str) -> RegionResult:
+    def run_one(region: str) -> RegionResult:
         if halted.is_set():
             return RegionResult(region, "", outcome="skipped", message="halted")
         try:
@@ -57,10 +57,10 @@ def run_regions(
     rest = list(regions)
     if canary in rest:
         rest.remove(canary)
-        results[canary] = one(canary)
+        results[canary] = run_one(canary)
     with ThreadPoolExecutor(max_workers=max(concurrency, 1)) as pool:
         futures: dict[str, Future[RegionResult]] = {
-            region: pool.submit(one, region) for region in rest
+            region: pool.submit(run_one, region) for region in rest
         }
         for region, future in futures.items():
             results[region] = future.result()
