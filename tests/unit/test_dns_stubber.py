@@ -21,7 +21,7 @@ from infra import tags
 from infra.aws import Aws
 from infra.config import Config, parse_config
 from infra.dns import LoadBalancerEndpoint, health, reconcile_dns, zone
-from infra.dns.throttle import ROUTE53_LIMIT, RateLimiter
+from infra.dns.throttle import ROUTE53_LIMIT, RateLimiter, is_rate_limited
 from infra.errors import UserError
 from infra.plan import Action
 
@@ -391,3 +391,24 @@ def test_stale_batch_planned_again(
         cast(Aws, StubAws(route53)), config, "eu-west-1", ENDPOINT, wait=False
     )
     assert [entry.action for entry in plan.changes] == [Action.CREATE]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "limited"),
+    [
+        ("https://route53.amazonaws.com", True),
+        ("http://127.0.0.1:5000", False),
+        ("http://localhost:5000", False),
+        ("http://[::1]:5000", False),
+    ],
+)
+def test_rate_limit_only_for_route53(endpoint: str, limited: bool) -> None:
+    client = boto3.client(
+        "route53",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    assert is_rate_limited(client) is limited
