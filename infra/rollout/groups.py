@@ -12,6 +12,7 @@ time, the switch undoes itself and raises RolloutFailed.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -370,9 +371,9 @@ def _retire(
         )
     ctx.step_done("detach")
     if switch.scale_down and timing.drain > 0:
-        # Connections to deregistered targets finish during the drain.
-        log.info("Draining %s for %.0f s", ", ".join(switch.scale_down), timing.drain)
-        sleep(timing.drain)
+        _wait_drained(
+            ctx, list(switch.scale_down), target_group_arn, timing=timing, sleep=sleep
+        )
     for name in switch.scale_down:
         autoscaling.update_auto_scaling_group(
             AutoScalingGroupName=name, MinSize=0, DesiredCapacity=0
@@ -383,3 +384,48 @@ def _retire(
         autoscaling.delete_auto_scaling_group(
             AutoScalingGroupName=name, ForceDelete=True
         )
+
+
+def _wait_drained(
+    ctx: RegionContext,
+    names: list[str],
+    target_group_arn: str,
+    *,
+    timing: Timing,
+    sleep: Callable[[float], None],
+) -> None:
+    """Wait until the groups' instances have left the target group, at most
+    `timing.drain` seconds.
+
+    Deregistered targets read `draining` while their connections finish; the
+    target group's deregistration delay equals the drain time, so on AWS this
+    waits it out, and it ends at once where nothing is left to drain.
+    """
+    groups = ctx.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=names
+    )["AutoScalingGroups"]
+    instance_ids = {i["InstanceId"] for g in groups for i in g.get("Instances", [])}
+    elb = ctx.client("elbv2")
+    polls = max(1, math.ceil(timing.drain / timing.poll_interval))
+    for _ in range(polls):
+        described = elb.describe_target_health(TargetGroupArn=target_group_arn)
+        remaining = sorted(
+            d["Target"]["Id"]
+            for d in described["TargetHealthDescriptions"]
+            if d["Target"]["Id"] in instance_ids
+        )
+        if not remaining:
+            return
+        log.info(
+            "Draining %d targets of %s in %s",
+            len(remaining),
+            ", ".join(names),
+            ctx.region,
+        )
+        sleep(timing.poll_interval)
+    log.warning(
+        "Targets of %s in %s still drain after %.0f s: scaling down anyway",
+        ", ".join(names),
+        ctx.region,
+        timing.drain,
+    )

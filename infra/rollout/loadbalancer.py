@@ -11,6 +11,9 @@ from infra.rollout.context import PENDING, RegionContext
 from infra.rollout.network import Network
 
 CROSS_ZONE = "load_balancing.cross_zone.enabled"
+# How long a deregistered target keeps its connections; the rollout's drain
+# wait ends when the targets are gone, so the two are set equal.
+DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,9 @@ def _ensure_target_group(ctx: RegionContext, network: Network) -> str:
             Tags=ctx.tag_list("target-group"),
             **desired,
         )
-        return str(created["TargetGroups"][0]["TargetGroupArn"])
+        arn = str(created["TargetGroups"][0]["TargetGroupArn"])
+        _ensure_deregistration_delay(ctx, arn, name)
+        return arn
     arn = str(group["TargetGroupArn"])
     drift = {key: value for key, value in desired.items() if group.get(key) != value}
     if drift:
@@ -133,7 +138,28 @@ def _ensure_target_group(ctx: RegionContext, network: Network) -> str:
             elb.modify_target_group(TargetGroupArn=arn, **drift)
     else:
         ctx.record("target-group", name, Action.UNCHANGED)
+    _ensure_deregistration_delay(ctx, arn, name)
     return arn
+
+
+def _ensure_deregistration_delay(ctx: RegionContext, arn: str, name: str) -> None:
+    elb = ctx.client("elbv2")
+    wanted = str(ctx.config.rollout.drain_seconds)
+    attributes = elb.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+    current = {a["Key"]: a["Value"] for a in attributes}.get(DEREGISTRATION_DELAY)
+    if current == wanted:
+        return
+    ctx.record(
+        "target-group-attribute",
+        f"{name} {DEREGISTRATION_DELAY}",
+        Action.UPDATE,
+        wanted,
+    )
+    if not ctx.dry_run:
+        elb.modify_target_group_attributes(
+            TargetGroupArn=arn,
+            Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": wanted}],
+        )
 
 
 def _ensure_listener(ctx: RegionContext, balancer_arn: str, group_arn: str) -> None:
