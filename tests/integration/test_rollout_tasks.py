@@ -132,13 +132,6 @@ def test_destroy_task_yes(
     assert elb.describe_load_balancers()["LoadBalancers"] == []
 
 
-# NOTE: infra.emulator.status() gives the server 2 s to return
-# /moto-api/data.json, which takes about 3 s here once EC2 holds an image, so
-# the invoke subprocess starts a second emulator and finds no release AMI.
-# TODO: run this test once emulator.status waits long enough.
-@pytest.mark.xfail(
-    reason="emulator.status times out on a populated emulator", run=False
-)
 def test_cli_rollout_status_destroy(
     tmp_path: Path, config_file: Path, config: Config
 ) -> None:
