@@ -25,7 +25,19 @@ from infra.config import DEFAULT_CONFIG, Config, load_config
 from infra.errors import UserError
 
 CONFIG_HELP = f"deployment config file (default {DEFAULT_CONFIG})"
-console = Console(stderr=True)
+# Without a terminal rich wraps at 80 columns, which cuts AMI ids and region
+# names out of tables in logs and CI output; 160 fits every table here.
+WIDTH_WITHOUT_TERMINAL = 160
+
+
+def make_console(*, stderr: bool) -> Console:
+    """Return a console that keeps tables whole when output is not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else WIDTH_WITHOUT_TERMINAL
+    return Console(stderr=stderr, width=width)
+
+
+console = make_console(stderr=True)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
@@ -18,6 +17,7 @@ from infra.tasks import (
     CONFIG_HELP,
     connect,
     console,
+    make_console,
     notary_task,
     open_config,
     print_json,
@@ -132,7 +132,7 @@ def _print_copies(
     for check in checks:
         status = errors.get(check.region) or "; ".join(check.problems) or "verified"
         table.add_row(check.region, check.image_id or "-", status)
-    Console().print(table)
+    make_console(stderr=False).print(table)
 
 
 @notary_task(
@@ -175,7 +175,7 @@ def _print_plan(plan: Plan, *, dry_run: bool) -> None:
     for entry in plan.entries:
         action = f"{verb}delete" if entry.action is Action.DELETE else "keep"
         table.add_row(entry.region, entry.resource, entry.name, action, entry.detail)
-    Console().print(table)
+    make_console(stderr=False).print(table)
 
 
 # The tasks this module adds to the command line.

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from invoke import Exit
-from rich.console import Console
 from rich.table import Table
 
 from infra.errors import UserError
 from infra.probe import RegionHealth, probe_regions
-from infra.tasks import CONFIG_HELP, connect, notary_task, open_config, print_json
+from infra.tasks import (
+    CONFIG_HELP,
+    connect,
+    make_console,
+    notary_task,
+    open_config,
+    print_json,
+)
 
 
 @notary_task(
@@ -49,7 +55,7 @@ def health(
     if json_:
         print_json([result.to_dict() for result in results])
     else:
-        output = Console()
+        output = make_console(stderr=False)
         output.print(render_table(results))
         for line in problem_lines(results):
             output.print(line, markup=False, highlight=False)
