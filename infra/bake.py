@@ -209,6 +209,7 @@ def health_config(config: Config) -> HealthConfig:
         port=config.enclave.health_port,
         notary_host="127.0.0.1",
         notary_port=config.enclave.notary_port,
+        notary_tls=config.enclave.notary_tls,
         enclave_name=config.enclave.name,
     )
 

@@ -205,6 +205,11 @@ class Enclave(Strict):
     health_port: Annotated[int, Field(ge=1, le=65535)] = 7048
     debug_mode: bool = False
     name: str = "notary"
+    # Whether the notary in the EIF serves TLS on notary_port, as tls.enabled
+    # in enclave/image/notary-config.yaml sets it: then that port speaks TLS
+    # only, so the health service, the Route 53 health check and the probe
+    # must use HTTPS there. The setting is baked into the EIF, not changed here.
+    notary_tls: bool = False
 
     @field_validator("cid")
     @classmethod
@@ -271,9 +276,6 @@ class Copy(Strict):
 class HealthCheck(Strict):
     request_interval: Literal[10, 30] = 30
     failure_threshold: Annotated[int, Field(ge=1, le=10)] = 3
-    # The Route 53 health check's Type on notary_port: the notary serves plain
-    # HTTP there unless its TLS is on (NS_TLS__ENABLED=true), then HTTPS only.
-    protocol: Literal["HTTP", "HTTPS"] = "HTTP"
 
 
 class Config(Strict):

@@ -284,9 +284,7 @@ def health_check_state(route53: Any, health_check_id: str) -> HealthCheckState:
 
 def notary_scheme(config: Config) -> str:
     """Return "https" when the notary speaks TLS on its port, else "http"."""
-    # NOTE: the deployment config has no notary TLS setting yet, so this
-    # reads an optional enclave.notary_tls and defaults to plain HTTP.
-    return "https" if getattr(config.enclave, "notary_tls", False) else "http"
+    return "https" if config.enclave.notary_tls else "http"
 
 
 def probe_region(

@@ -57,7 +57,7 @@ class FoundHealthCheck:
 def desired_config(config: Config, endpoint: LoadBalancerEndpoint) -> dict[str, Any]:
     """Return the HealthCheckConfig that probes the notary behind the endpoint."""
     return {
-        "Type": config.health_check.protocol,
+        "Type": "HTTPS" if config.enclave.notary_tls else "HTTP",
         "FullyQualifiedDomainName": endpoint.dns_name.rstrip("."),
         "Port": config.enclave.notary_port,
         "ResourcePath": RESOURCE_PATH,

@@ -342,3 +342,23 @@ def test_unknown_region_lookup(config: Any) -> None:
         config.region("eu-north-1")
 
     assert "not in the config" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("tls", "scheme", "check_type"), [(False, "http", "HTTP"), (True, "https", "HTTPS")]
+)
+def test_notary_tls_drives_every_check(
+    config_data: dict[str, Any], tls: bool, scheme: str, check_type: str
+) -> None:
+    from infra.bake import health_config
+    from infra.dns.health import desired_config
+    from infra.dns.records import LoadBalancerEndpoint
+    from infra.probe import notary_scheme
+
+    config_data["enclave"]["notary_tls"] = tls
+    config = parse_config(config_data)
+    endpoint = LoadBalancerEndpoint("nlb.example.com", "Z0000000000000", "arn:nlb")
+
+    assert health_config(config).notary_tls is tls
+    assert notary_scheme(config) == scheme
+    assert desired_config(config, endpoint)["Type"] == check_type

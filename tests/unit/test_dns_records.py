@@ -223,7 +223,8 @@ def test_health_check_plain_http(config: Config) -> None:
 
 
 def test_health_check_https(config_data: dict[str, Any]) -> None:
-    config = config_with(config_data, protocol="HTTPS", request_interval=10)
+    config_data["enclave"]["notary_tls"] = True
+    config = config_with(config_data, request_interval=10)
     desired = health.desired_config(config, ENDPOINT)
     assert desired["Type"] == "HTTPS"
     assert desired["RequestInterval"] == 10
