@@ -77,9 +77,11 @@ def _answers(port: int) -> bool:
 def _recorded(state_dir: Path) -> Emulator | None:
     try:
         record = json.loads(_state_file(state_dir).read_text())
-        return Emulator(pid=int(record["pid"]), port=int(record["port"]))
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        emulator = Emulator(pid=int(record["pid"]), port=int(record["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    # Signals to pid 0 or -1 reach a whole process group or every process.
+    return emulator if emulator.pid > 1 else None
 
 
 def _is_emulator(pid: int) -> bool:
@@ -171,25 +173,41 @@ def start(
 
 
 def stop(state_dir: Path = STATE_DIR, *, timeout: float = 10.0) -> bool:
-    """Stop the recorded emulator; return False when none was running."""
-    try:
-        record = json.loads(_state_file(state_dir).read_text())
-        pid = int(record["pid"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return False
+    """Stop the recorded emulator; return False when none was running.
+
+    Only a live moto server is signalled: a recorded pid that now belongs to
+    another process, after the emulator ended, is left alone.
+    """
+    recorded = _recorded(state_dir)
     _state_file(state_dir).unlink(missing_ok=True)
-    if not _alive(pid):
+    if recorded is None or not _is_emulator(recorded.pid):
+        if recorded is not None and _alive(recorded.pid):
+            log.warning(
+                "Left pid %d alone: it is not the emulator; removed the stale record",
+                recorded.pid,
+            )
         return False
+    pid = recorded.pid
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+    while _is_emulator(pid) and time.monotonic() < deadline:
+        _reap(pid)
         time.sleep(0.05)
-    if _alive(pid):
+    if _is_emulator(pid):
         os.kill(pid, signal.SIGKILL)
+    _reap(pid)
     log.info("Emulator stopped (pid %d)", pid)
     return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a stopped emulator that is our own child, so
+    it leaves no zombie behind; a live server or another's child is left alone.
+    """
+    if _is_emulator(pid):
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def require_running(state_dir: Path = STATE_DIR) -> Emulator:

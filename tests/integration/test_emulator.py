@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import boto3
@@ -105,3 +106,25 @@ def test_start_keeps_silent_live_server(tmp_path: Path) -> None:
     finally:
         os.kill(started.pid, signal.SIGCONT)
         emulator.stop(tmp_path)
+
+
+def test_stop_leaves_reused_pid_alone(tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "emulator.json").write_text(
+            f'{{"pid": {bystander.pid}, "port": 9}}'
+        )
+
+        assert emulator.stop(tmp_path) is False
+        assert bystander.poll() is None
+        assert not (tmp_path / "emulator.json").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 1])
+def test_stop_ignores_special_pids(tmp_path: Path, pid: int) -> None:
+    (tmp_path / "emulator.json").write_text(f'{{"pid": {pid}, "port": 9}}')
+
+    assert emulator.stop(tmp_path) is False
