@@ -24,6 +24,12 @@ from infra.geo import CONTINENTS, COUNTRIES, US_SUBDIVISIONS
 from infra.instance_types import INSTANCE_TYPES, PARENT_MEMORY_MIB
 
 DEFAULT_CONFIG = Path("deploy.yaml")
+# Route 53 health checks take at most 10 tags, and this tool adds
+# notary:project, notary:region and notary:component to each.
+MAX_CONFIG_TAGS = 7
+# Elastic Load Balancing names are at most 32 characters; the longest one this
+# tool makes is the target group's, f"{project}-{region}-tg".
+MAX_ELB_NAME = 32
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -246,13 +252,13 @@ class Enclave(Strict):
 
 
 class Rollout(Strict):
-    healthy_timeout_seconds: Annotated[int, Field(ge=10)] = 600
+    healthy_timeout_seconds: Annotated[int, Field(ge=10, le=86400)] = 600
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
     keep_groups: Annotated[int, Field(ge=1, le=10)] = 2
     concurrency: Annotated[int, Field(ge=1, le=32)] = 4
     client_cidrs: list[str] = ["0.0.0.0/0"]
     permission_boundary: str | None = None
-    lock_ttl_seconds: Annotated[int, Field(ge=60)] = 3600
+    lock_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
 
     @field_validator("client_cidrs")
     @classmethod
@@ -269,8 +275,8 @@ class Rollout(Strict):
 
 class Copy(Strict):
     concurrency: Annotated[int, Field(ge=1, le=32)] = 4
-    timeout_seconds: Annotated[int, Field(ge=60)] = 4 * 3600
-    poll_seconds: Annotated[float, Field(gt=0)] = 15.0
+    timeout_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 4 * 3600
+    poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
 
 
 class HealthCheck(Strict):
@@ -293,7 +299,8 @@ class Config(Strict):
     copy_: Copy = Field(default=Copy(), alias="copy")
     health_check: HealthCheck = HealthCheck()
     tags: dict[str, str] = {}
-    deprecate_after_days: Annotated[int, Field(ge=1)] = 365
+    # EnableImageDeprecation accepts a time at most 10 years ahead.
+    deprecate_after_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
     @field_validator("domain", "hosted_zone")
     @classmethod
@@ -320,9 +327,20 @@ class Config(Strict):
     @field_validator("tags")
     @classmethod
     def _check_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        for key in tags:
+        if len(tags) > MAX_CONFIG_TAGS:
+            raise ValueError(
+                f"{len(tags)} tags are too many: use at most {MAX_CONFIG_TAGS}, "
+                "because Route 53 health checks take 10 tags and this tool adds 3"
+            )
+        for key, value in tags.items():
             if key.lower().startswith("aws:"):
                 raise ValueError(f"tag key {key!r} uses the reserved prefix aws:")
+            if not 1 <= len(key) <= 128:
+                raise ValueError(
+                    f"tag key {key[:40]!r}... is longer than 128 characters"
+                )
+            if len(value) > 256:
+                raise ValueError(f"tag {key!r} has a value longer than 256 characters")
         return tags
 
     @model_validator(mode="after")
@@ -350,6 +368,15 @@ class Config(Strict):
         owners: dict[tuple[str, str], str] = {}
         for index, region in enumerate(self.regions):
             key = f"regions.{index}.name"
+            longest = f"{self.project}-{region.name}-tg"
+            if len(longest) > MAX_ELB_NAME:
+                raise ConfigValueError(
+                    "project",
+                    f"{self.project!r} is too long for region {region.name}: load "
+                    f"balancer names such as {longest!r} take at most "
+                    f"{MAX_ELB_NAME} characters; shorten project to at most "
+                    f"{MAX_ELB_NAME - len(region.name) - 4} characters",
+                )
             if region.name in seen:
                 raise ConfigValueError(
                     key, f"region {region.name} is listed twice: keep one"
@@ -446,6 +473,22 @@ class Config(Strict):
         return {**self.tags, "notary:project": self.project, **extra}
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key given twice in one mapping, which
+    plain YAML loading settles silently in favour of the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _format_error(error: ValidationError) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "config"
@@ -458,6 +501,11 @@ def _format_error(error: ValidationError) -> str:
         message = f"unknown key {first['loc'][-1]!r}: check its spelling or remove it"
     elif first["type"] == "missing":
         message = "missing: add this key"
+    elif first["type"] == "string_type":
+        message = (
+            f"{first.get('input')!r} is not a string: quote it, such as "
+            f'"{first.get("input")}"'
+        )
     else:
         message = first["msg"].removeprefix("Value error, ")
         value = first.get("input")
@@ -484,13 +532,18 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
     """Read and validate a deployment config file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(
             f"config file {path} not found: pass --config FILE or copy deploy.yaml"
         ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise UserError(
+            f"config file {path} cannot be read ({reason}): pass a YAML file"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -501,5 +554,17 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
         resolved = (path.resolve().parent / config.enclave.eif).resolve()
         config = config.model_copy(
             update={"enclave": config.enclave.model_copy(update={"eif": resolved})}
+        )
+    # The release's inputs are checked here, with the file system at hand.
+    if config.target == "aws" and config.enclave.eif is None:
+        raise UserError(
+            f"{path}: enclave.eif: missing: target aws needs the notary's EIF, "
+            "because the sample EIF does not boot on Nitro; build one with "
+            "invoke enclave.build"
+        )
+    if config.enclave.eif is not None and not config.enclave.eif.is_file():
+        raise UserError(
+            f"{path}: enclave.eif: {config.enclave.eif} not found: build it with "
+            "invoke enclave.build, or fix the path"
         )
     return config

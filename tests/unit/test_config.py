@@ -331,6 +331,8 @@ def test_relative_eif_path_resolves_beside_config(
 ) -> None:
     text = (repo_root / "deploy.yaml").read_text()
     text = text.replace("  cpu_count: 2", "  eif: build/notary.eif\n  cpu_count: 2")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "notary.eif").write_bytes(b".eif")
     path = tmp_path / "deploy.yaml"
     path.write_text(text)
 
@@ -362,3 +364,96 @@ def test_notary_tls_drives_every_check(
     assert health_config(config).notary_tls is tls
     assert notary_scheme(config) == scheme
     assert desired_config(config, endpoint)["Type"] == check_type
+
+
+def test_too_many_tags(config_data: dict[str, Any]) -> None:
+    config_data["tags"] = {f"key{index}": "value" for index in range(8)}
+    message = reject(config_data)
+
+    assert "tags" in message
+    assert "at most 7" in message
+
+
+def test_tag_key_too_long(config_data: dict[str, Any]) -> None:
+    config_data["tags"] = {"k" * 129: "value"}
+    message = reject(config_data)
+
+    assert "longer than 128" in message
+
+
+def test_project_too_long_for_region(config_data: dict[str, Any]) -> None:
+    config_data["project"] = "a" * 15
+    message = reject(config_data)
+
+    assert "project" in message
+    assert "ap-northeast-1" in message
+    assert "at most 14 characters" in message
+
+
+def test_deprecation_beyond_ten_years(config_data: dict[str, Any]) -> None:
+    config_data["deprecate_after_days"] = 3_000_000
+    message = reject(config_data)
+
+    assert "deprecate_after_days" in message
+
+
+def test_lock_ttl_bounded(config_data: dict[str, Any]) -> None:
+    config_data["rollout"]["lock_ttl_seconds"] = 10**20
+    message = reject(config_data)
+
+    assert "rollout.lock_ttl_seconds" in message
+
+
+def test_unquoted_version_hint(config_data: dict[str, Any]) -> None:
+    config_data["version"] = 1.0
+    message = reject(config_data)
+
+    assert "version" in message
+    assert 'quote it, such as "1.0"' in message
+
+
+def test_duplicate_yaml_key(tmp_path: Path, repo_root: Path) -> None:
+    path = tmp_path / "deploy.yaml"
+    path.write_text((repo_root / "deploy.yaml").read_text() + "version: 0.2.0\n")
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+
+    assert "'version' is given twice" in str(caught.value)
+    assert "line" in str(caught.value)
+
+
+def test_config_path_is_directory(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as caught:
+        load_config(tmp_path)
+
+    assert "cannot be read" in str(caught.value)
+
+
+def test_config_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.yaml"
+    path.write_bytes(b"domain: \xff\xfe\n")
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+
+    assert "not UTF-8 text" in str(caught.value)
+
+
+def test_missing_eif_file(tmp_path: Path, repo_root: Path) -> None:
+    text = (repo_root / "deploy.yaml").read_text()
+    path = tmp_path / "deploy.yaml"
+    path.write_text(text.replace("  cpu_count: 2", "  eif: absent.eif\n  cpu_count: 2"))
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+
+    assert "absent.eif not found" in str(caught.value)
+
+
+def test_target_aws_needs_eif(tmp_path: Path, repo_root: Path) -> None:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(
+        (repo_root / "deploy.yaml").read_text().replace("target: local", "target: aws")
+    )
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+
+    assert "enclave.eif: missing" in str(caught.value)
