@@ -208,6 +208,8 @@ def inspect_eif(path: Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> EifInfo:
         raise EifError(f"EIF {path} is a directory: pass the .eif file") from None
     except PermissionError:
         raise EifError(f"EIF {path} is not readable: check its permissions") from None
+    except OSError as error:
+        raise EifError(f"EIF {path} cannot be opened: {error.strerror}") from None
     with stream, _Workers() as workers:
         return _Reader(path, stream, workers, chunk_size).read()
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from invoke import Exit, task
+from invoke.exceptions import ParseError
+from invoke.parser import Argument
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -38,6 +40,31 @@ def make_console(*, stderr: bool) -> Console:
 
 
 console = make_console(stderr=True)
+
+
+def _cast_or_parse_error(set_value: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap Argument.set_value so a value of the wrong type is a ParseError.
+
+    invoke 3.0 lets the ValueError of its int() or float() cast escape as a
+    traceback; invoke prints a ParseError as one line and exits with 1.
+    """
+
+    @functools.wraps(set_value)
+    def set_checked(self: Argument, value: Any, cast: bool = True) -> Any:
+        try:
+            return set_value(self, value, cast)
+        except ValueError:
+            kind = getattr(self.kind, "__name__", "value")
+            raise ParseError(
+                f"invalid value {value!r} for --{(self.name or '').replace('_', '-')}: "
+                f"expected {'a number' if kind in ('int', 'float') else kind}"
+            ) from None
+
+    return set_checked
+
+
+if not getattr(Argument.set_value, "__wrapped__", None):
+    Argument.set_value = _cast_or_parse_error(Argument.set_value)  # type: ignore[method-assign]
 
 
 def setup_logging(verbose: bool) -> None:

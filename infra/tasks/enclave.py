@@ -8,6 +8,7 @@ from typing import Any
 from enclave.build import DEFAULT_OUTPUT, EIF_NAME, build_enclave
 from enclave.eif import inspect_eif, summary_rows
 from enclave.eif_writer import write_sample_eif
+from infra.errors import UserError
 from infra.tasks import CONFIG_HELP, notary_task, open_config, print_json
 
 SAMPLE_OUTPUT = DEFAULT_OUTPUT / "sample.eif"
@@ -65,7 +66,12 @@ def sample(
 ) -> None:
     """Write the small sample EIF for local rehearsals; it does not boot on Nitro."""
     version = release_version or open_config(config).version
-    path = write_sample_eif(Path(output) if output else SAMPLE_OUTPUT, version=version)
+    path = Path(output) if output else SAMPLE_OUTPUT
+    if path.is_dir():
+        raise UserError(
+            f"--output {path} is a directory: name a file such as {path / 'sample.eif'}"
+        )
+    path = write_sample_eif(path, version=version)
     info = inspect_eif(path)
     print(f"wrote sample EIF {path} ({info.size} bytes), PCR0 {info.pcr0}")
 

@@ -77,7 +77,12 @@ def load_release_pcrs(release: str, *, config_path: str | None) -> dict[int, byt
     if path.is_file():
         try:
             manifest = ReleaseManifest.load(path)
-        except (json_module.JSONDecodeError, TypeError, AttributeError) as error:
+        except (
+            json_module.JSONDecodeError,
+            UnicodeDecodeError,
+            TypeError,
+            AttributeError,
+        ) as error:
             raise UserError(
                 f"--release {release} is not a release manifest: {error}"
             ) from None

@@ -86,3 +86,22 @@ def test_emulator_lifecycle(state_dir: Path) -> None:
     after = run_invoke("emulator.status", state_dir=state_dir)
     assert after.returncode == 1
     assert "not running" in after.stderr
+
+
+def test_option_of_wrong_type_one_line(state_dir: Path) -> None:
+    result = run_invoke("prune", "--keep", "abc", state_dir=state_dir)
+
+    assert result.returncode == 1
+    assert "invalid value 'abc' for --keep: expected a number" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (state_dir / "emulator.json").exists()
+
+
+def test_sample_output_directory(tmp_path: Path, state_dir: Path) -> None:
+    result = run_invoke(
+        "enclave.sample", "--output", str(tmp_path), state_dir=state_dir
+    )
+
+    assert result.returncode == 1
+    assert "is a directory" in result.stderr
+    assert "Traceback" not in result.stderr

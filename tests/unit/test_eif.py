@@ -415,3 +415,13 @@ def test_random_layouts(
     assert info.default_mem == default_mem
     assert info.default_cpus == default_cpus
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.eif"
+    loop.symlink_to(loop)
+    with pytest.raises(EifError) as caught:
+        inspect_eif(loop)
+
+    assert "cannot be opened" in str(caught.value)
+    assert "symbolic links" in str(caught.value)
