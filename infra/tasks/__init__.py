@@ -23,7 +23,7 @@ from rich.logging import RichHandler
 
 from infra import emulator
 from infra.aws import Aws
-from infra.config import DEFAULT_CONFIG, Config, load_config
+from infra.config import DEFAULT_CONFIG, REPO_ROOT, Config, load_config
 from infra.errors import UserError
 
 CONFIG_HELP = f"deployment config file (default {DEFAULT_CONFIG})"
@@ -112,7 +112,13 @@ def notary_task(
 
 
 def open_config(path: str | Path | None) -> Config:
-    return load_config(Path(path) if path else DEFAULT_CONFIG)
+    """Load the named config, or deploy.yaml from the working folder, or else
+    the one beside tasks.py, which invoke itself finds from subfolders."""
+    if path:
+        return load_config(Path(path))
+    if DEFAULT_CONFIG.exists():
+        return load_config(DEFAULT_CONFIG)
+    return load_config(REPO_ROOT / DEFAULT_CONFIG)
 
 
 def connect(config: Config) -> Aws:

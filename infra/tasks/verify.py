@@ -156,7 +156,7 @@ def print_report(report: VerificationReport) -> None:
 )
 def verify(
     context: Any,
-    document: str,
+    document: str = "",
     release: str | None = None,
     expected: str | None = None,
     config: str | None = None,
@@ -168,6 +168,8 @@ def verify(
     json: bool = False,
 ) -> None:
     """Verify an enclave's attestation document against a release's PCRs."""
+    if not document:
+        raise UserError("missing --document FILE: the attestation document to verify")
     if release is not None and expected is not None:
         raise UserError("pass --release or --expected, not both")
     if max_age <= 0:

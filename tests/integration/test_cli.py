@@ -105,3 +105,24 @@ def test_sample_output_directory(tmp_path: Path, state_dir: Path) -> None:
     assert result.returncode == 1
     assert "is a directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_verify_help_shows_options(state_dir: Path) -> None:
+    result = run_invoke("verify", "--help", state_dir=state_dir)
+
+    assert result.returncode == 0
+    assert "--document" in result.stdout
+
+
+def test_validate_from_subfolder(state_dir: Path) -> None:
+    result = subprocess.run(
+        [*INVOKE, "validate"],
+        cwd=REPO_ROOT / "docs",
+        env={**os.environ, "NOTARY_STATE_DIR": str(state_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0
+    assert "config valid" in result.stderr
