@@ -26,7 +26,11 @@ from infra.rollout.loadbalancer import LoadBalancer, ensure_load_balancer
 from infra.rollout.network import Network, ensure_network, ensure_ssm_endpoints
 from infra.rollout.preflight import check_instance_type
 from infra.rollout.security import SecurityGroups, ensure_security_groups
-from infra.rollout.template import TemplateVersion, ensure_template_version
+from infra.rollout.template import (
+    TemplateVersion,
+    ensure_template_version,
+    retire_versions,
+)
 
 __all__ = [
     "RegionResult",
@@ -135,7 +139,17 @@ def _run_release(
     )
     if not ctx.dry_run and switch.has_changes:
         groups.apply_switch(ctx, switch, placement, timing=timing)
+    _retire_versions(ctx, switch)
     _run_dns(ctx, infra.balancer, dns)
+
+
+def _retire_versions(ctx: RegionContext, switch: Switch) -> None:
+    """Delete the versions of deleted groups; the serving release's version
+    becomes the default, as the default version cannot be deleted."""
+    if not switch.target_version:
+        return
+    keep = {switch.target_version, *switch.kept_versions}
+    retire_versions(ctx, keep=keep, new_default=switch.target_version)
 
 
 def _run_dns(ctx: RegionContext, balancer: LoadBalancer, dns: DnsBackend) -> None:
@@ -283,6 +297,7 @@ def rollback_region(
         )
         if not ctx.dry_run and switch.has_changes:
             groups.apply_switch(ctx, switch, placement, timing=timing)
+        _retire_versions(ctx, switch)
         _run_dns(ctx, current.balancer, backend)
 
     return _apply(

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from infra import tags
 from infra.config import Capacity
 from infra.errors import UserError
 from infra.plan import Action
 from infra.poll import PollTimeout, poll
 from infra.rollout.context import PENDING, RegionContext, Timing
-from infra.rollout.template import TemplateVersion
+from infra.rollout.template import TemplateVersion, retire_versions
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,10 @@ class Switch:
     # The target is a group kept at zero, brought back as a rollback does; a
     # failed switch scales it back to zero instead of deleting it.
     standby: bool = False
+    # Launch template versions of the target and of the other groups that
+    # stay; every other version of the template is deleted after the switch.
+    target_version: str = ""
+    kept_versions: tuple[str, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -127,6 +133,13 @@ def plan_switch(
         scale_down=tuple(group.name for group in others if group.desired > 0),
         delete=tuple(group.name for group in others[max(keep - 1, 0) :]),
         standby=current is not None and current.desired == 0 and not current.attached,
+        target_version=template_version
+        or (current.template_version if current is not None else ""),
+        kept_versions=tuple(
+            sorted(
+                {group.template_version for group in others[: max(keep - 1, 0)]} - {""}
+            )
+        ),
     )
 
 
@@ -349,9 +362,25 @@ def _undo(ctx: RegionContext, switch: Switch, placement: Placement) -> None:
         autoscaling.delete_auto_scaling_group(
             AutoScalingGroupName=switch.target, ForceDelete=True
         )
+        _retire_failed_version(ctx, switch)
     else:
         autoscaling.update_auto_scaling_group(
             AutoScalingGroupName=switch.target, MinSize=0, DesiredCapacity=0
+        )
+
+
+def _retire_failed_version(ctx: RegionContext, switch: Switch) -> None:
+    """Delete the failed release's launch template version; a failure here
+    is logged, so that it never hides why the release was rolled back."""
+    try:
+        retire_versions(ctx, keep=set(switch.kept_versions))
+    except (ClientError, BotoCoreError) as error:
+        # The next rollout deletes the version: no group uses it.
+        log.warning(
+            "Launch template version of %s in %s left in place: %s",
+            switch.target,
+            ctx.region,
+            error,
         )
 
 

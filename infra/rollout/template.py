@@ -6,6 +6,7 @@ release names the version built from that release's AMI.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from infra.aws import error_code
 from infra.plan import Action
 from infra.releases import ReleaseImage
 from infra.rollout.context import PENDING, RegionContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,3 +169,108 @@ def _root_device(ctx: RegionContext, image_id: str) -> tuple[str, int | None]:
         if mapping.get("DeviceName") == name and "VolumeSize" in mapping.get("Ebs", {}):
             return name, int(mapping["Ebs"]["VolumeSize"])
     return name, None
+
+
+# DeleteLaunchTemplateVersions takes at most 200 versions a call.
+MAX_DELETE_VERSIONS = 200
+
+
+@dataclass(frozen=True)
+class VersionCleanup:
+    """The versions no group uses any more, and the default that frees them."""
+
+    template_id: str
+    delete: tuple[str, ...]
+    # The version to make the template's default first; "" leaves it.
+    new_default: str = ""
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.delete or self.new_default)
+
+
+def plan_version_cleanup(
+    template_id: str,
+    versions: list[str],
+    *,
+    default: str,
+    keep: set[str],
+    new_default: str = "",
+) -> VersionCleanup:
+    """Return which of `versions` to delete: all but `keep`.
+
+    The default version cannot be deleted: with `new_default` the default
+    moves there first, otherwise the default stays.
+    """
+    unused = [version for version in versions if version not in keep]
+    move = bool(new_default) and new_default != default and default in unused
+    if default in unused and not move:
+        unused.remove(default)
+    return VersionCleanup(
+        template_id=template_id,
+        delete=tuple(unused),
+        new_default=new_default if move else "",
+    )
+
+
+def retire_versions(
+    ctx: RegionContext, *, keep: set[str], new_default: str = ""
+) -> VersionCleanup | None:
+    """Delete the launch template versions that no remaining group uses, so
+    prune can free their AMIs; record each deletion in the plan."""
+    template = find_template(ctx)
+    if template is None:
+        return None
+    template_id = template["LaunchTemplateId"]
+    described = _versions(ctx, template_id)
+    releases = {
+        str(item["VersionNumber"]): str(item.get("VersionDescription", ""))
+        for item in described
+    }
+    cleanup = plan_version_cleanup(
+        template_id,
+        list(releases),
+        default=str(template["DefaultVersionNumber"]),
+        keep=keep,
+        new_default=new_default,
+    )
+    if cleanup.new_default:
+        ctx.record(
+            "launch-template",
+            ctx.base_name,
+            Action.UPDATE,
+            f"default version {cleanup.new_default}",
+        )
+    for version in cleanup.delete:
+        ctx.record(
+            "launch-template-version",
+            f"{ctx.base_name} {version}",
+            Action.DELETE,
+            f"release {releases[version]}",
+        )
+    if not ctx.dry_run and cleanup.has_changes:
+        apply_version_cleanup(ctx, cleanup)
+    return cleanup
+
+
+def apply_version_cleanup(ctx: RegionContext, cleanup: VersionCleanup) -> None:
+    ec2 = ctx.client("ec2")
+    if cleanup.new_default:
+        ec2.modify_launch_template(
+            LaunchTemplateId=cleanup.template_id, DefaultVersion=cleanup.new_default
+        )
+    versions = list(cleanup.delete)
+    for start in range(0, len(versions), MAX_DELETE_VERSIONS):
+        answer = ec2.delete_launch_template_versions(
+            LaunchTemplateId=cleanup.template_id,
+            Versions=versions[start : start + MAX_DELETE_VERSIONS],
+        )
+        for failed in answer.get("UnsuccessfullyDeletedLaunchTemplateVersions", []):
+            # The next run plans the version again.
+            log.warning(
+                "Launch template version %s in %s not deleted: %s",
+                failed.get("VersionNumber"),
+                ctx.region,
+                failed.get("ResponseError", {}).get("Message", ""),
+            )
+    ctx.step_done("template-versions")

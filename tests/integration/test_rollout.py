@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from botocore.parsers import ResponseParserError
 
-from infra import tags
+from infra import prune, tags
 from infra.aws import Aws
 from infra.config import Config, parse_config
 from infra.plan import Plan
@@ -109,6 +111,46 @@ def region_groups(aws: Aws, config: Config, region: str) -> dict[str, Any]:
     return {group.release: group for group in found}
 
 
+class VersionDeletes:
+    """Answers DeleteLaunchTemplateVersions on the test's EC2 client and
+    records the versions asked for: moto 5.2.5 does not implement the call
+    and answers HTTP 500, so the versions stay in the emulator."""
+
+    def __init__(self, aws: Aws, region: str) -> None:
+        self.versions: list[str] = []
+        event = "before-call.ec2.DeleteLaunchTemplateVersions"
+        aws.client("ec2", region).meta.events.register(event, self.answer)
+
+    def answer(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        # `params` is the serialized query: LaunchTemplateVersion.1, .2, ...
+        body = params["body"]
+        asked = [
+            str(value)
+            for key, value in sorted(body.items())
+            if key.startswith("LaunchTemplateVersion.")
+        ]
+        self.versions.extend(asked)
+        template_id = body["LaunchTemplateId"]
+        deleted = [
+            {"LaunchTemplateId": template_id, "VersionNumber": int(version)}
+            for version in asked
+        ]
+        ok = SimpleNamespace(status_code=200, headers={}, content=b"")
+        return ok, {"SuccessfullyDeletedLaunchTemplateVersions": deleted}
+
+
+def template_versions(aws: Aws, config: Config, region: str) -> dict[str, str]:
+    """Return the region's launch template versions: number to release id."""
+    ec2 = aws.client("ec2", region)
+    answer = ec2.describe_launch_template_versions(
+        LaunchTemplateName=f"{config.project}-{region}"
+    )
+    return {
+        str(item["VersionNumber"]): item.get("VersionDescription", "")
+        for item in answer["LaunchTemplateVersions"]
+    }
+
+
 @pytest.fixture
 def release(make_release_image: Any) -> Any:
     """Register a release's AMI in the given regions; return its release id."""
@@ -170,6 +212,7 @@ def test_dry_run_makes_no_writes(
 
 
 def test_second_release_replaces_first(aws: Aws, config: Config, release: Any) -> None:
+    VersionDeletes(aws, "us-east-1")
     first = release(["us-east-1"])
     roll(aws, config, "us-east-1", release_id=first)
     second = release(["us-east-1"], pcr0="d" * 96)
@@ -182,6 +225,51 @@ def test_second_release_replaces_first(aws: Aws, config: Config, release: Any) -
     roll(aws, config, "us-east-1", release_id=third)
     found = region_groups(aws, config, "us-east-1")
     assert sorted(found) == sorted([second, third])
+
+
+def test_third_release_deletes_first_version(
+    aws: Aws, config: Config, release: Any
+) -> None:
+    deletes = VersionDeletes(aws, "us-east-1")
+    first = release(["us-east-1"])
+    roll(aws, config, "us-east-1", release_id=first)
+    second = release(["us-east-1"], pcr0="d" * 96)
+    roll(aws, config, "us-east-1", release_id=second)
+    assert deletes.versions == []
+    third = release(["us-east-1"], pcr0="f" * 96)
+    planned = roll(aws, config, "us-east-1", release_id=third, dry_run=True)
+    deleted = {
+        entry.name
+        for entry in planned.plan.changes
+        if entry.resource == "launch-template-version"
+    }
+    assert deleted == {"notary-us-east-1 1"}
+    roll(aws, config, "us-east-1", release_id=third)
+    assert deletes.versions == ["1"]
+    template = aws.client("ec2", "us-east-1").describe_launch_templates(
+        LaunchTemplateNames=["notary-us-east-1"]
+    )["LaunchTemplates"][0]
+    assert template["DefaultVersionNumber"] == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ResponseParserError,
+    reason="moto 5.2.5 answers DeleteLaunchTemplateVersions with HTTP 500",
+)
+def test_pruned_release_frees_ami(
+    aws: Aws, config: Config, make_release_image: Any
+) -> None:
+    releases = []
+    for pcr0 in ("a" * 96, "d" * 96, "f" * 96):
+        image_id, manifest = make_release_image("us-east-1", pcr0=pcr0)
+        roll(aws, config, "us-east-1", release_id=manifest.release_id)
+        releases.append((image_id, manifest.release_id))
+    assert "1" not in template_versions(aws, config, "us-east-1")
+    plan = prune.plan_region(aws, "us-east-1", keep=2)
+    assert [entry.name for entry in plan.changes if entry.resource == "ami"] == [
+        releases[0][0]
+    ]
 
 
 def test_rollback_restores_previous(aws: Aws, config: Config, release: Any) -> None:
@@ -199,6 +287,7 @@ def test_rollback_restores_previous(aws: Aws, config: Config, release: Any) -> N
 
 
 def test_unhealthy_release_rolls_back(aws: Aws, config: Config, release: Any) -> None:
+    deletes = VersionDeletes(aws, "us-east-1")
     first = release(["us-east-1"])
     roll(aws, config, "us-east-1", release_id=first, dns=route53())
     records = zone_records(aws)
@@ -228,6 +317,7 @@ def test_unhealthy_release_rolls_back(aws: Aws, config: Config, release: Any) ->
     assert found[first].serving
     assert found[first].desired == previous.desired
     assert found[first].instance_ids == previous.instance_ids
+    assert deletes.versions == ["2"]
 
 
 def test_failed_rollback_keeps_standby(aws: Aws, config: Config, release: Any) -> None:

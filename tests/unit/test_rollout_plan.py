@@ -27,7 +27,13 @@ from infra.rollout.security import (
     rule_changes,
     to_permissions,
 )
-from infra.rollout.template import contains, launch_data
+from infra.rollout.template import (
+    VersionCleanup,
+    apply_version_cleanup,
+    contains,
+    launch_data,
+    plan_version_cleanup,
+)
 
 CAPACITY = Capacity(min=1, max=2, desired=1)
 START = datetime(2026, 12, 1, tzinfo=UTC)
@@ -373,3 +379,59 @@ def test_lock_force_writes_unconditionally(aws_target: Aws) -> None:
         )
         stub.assert_no_pending_responses()
     assert record.holder == "me"
+
+
+def test_switch_kept_versions() -> None:
+    found = [
+        group("b", age=1, version="2"),
+        group("a", age=2, desired=0, attached=False, version="1"),
+    ]
+    switch = switch_to(found, "c", template_version="3")
+    assert (switch.target_version, switch.kept_versions) == ("3", ("2",))
+
+
+def test_switch_rollback_keeps_target_version() -> None:
+    found = [
+        group("b", age=1, version="2"),
+        group("a", age=2, desired=0, attached=False),
+    ]
+    assert switch_to(found, "a", template_version=None).target_version == "1"
+
+
+def test_version_cleanup_moves_default() -> None:
+    cleanup = plan_version_cleanup(
+        "lt-1", ["3", "2", "1"], default="1", keep={"3", "2"}, new_default="3"
+    )
+    assert (cleanup.delete, cleanup.new_default) == (("1",), "3")
+
+
+def test_version_cleanup_keeps_default() -> None:
+    cleanup = plan_version_cleanup("lt-1", ["2", "1"], default="1", keep=set())
+    assert cleanup.delete == ("2",)
+
+
+def test_version_cleanup_nothing_unused() -> None:
+    cleanup = plan_version_cleanup(
+        "lt-1", ["2", "1"], default="1", keep={"1", "2"}, new_default="2"
+    )
+    assert not cleanup.has_changes
+
+
+def test_version_cleanup_calls(aws_target: Aws, config: Config) -> None:
+    ctx = RegionContext(aws_target, config, "us-east-1", dry_run=False)
+    ec2 = aws_target.client("ec2", "us-east-1")
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "modify_launch_template",
+            {},
+            {"LaunchTemplateId": "lt-1", "DefaultVersion": "3"},
+        )
+        stub.add_response(
+            "delete_launch_template_versions",
+            {"SuccessfullyDeletedLaunchTemplateVersions": []},
+            {"LaunchTemplateId": "lt-1", "Versions": ["1"]},
+        )
+        apply_version_cleanup(
+            ctx, VersionCleanup(template_id="lt-1", delete=("1",), new_default="3")
+        )
+        stub.assert_no_pending_responses()
