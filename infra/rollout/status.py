@@ -1,13 +1,14 @@
-"""Each region's state: live release, group, health, load balancer, DNS."""
+"""Each region's state: live release, group, health, load balancer, DNS, lock."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from infra.aws import Aws
 from infra.config import Config
-from infra.rollout import groups
+from infra.rollout import groups, lock
 from infra.rollout.context import RegionContext
 from infra.rollout.dns import DnsBackend, Route53
 from infra.rollout.loadbalancer import find_balancer, find_target_group
@@ -16,6 +17,7 @@ from infra.rollout.loadbalancer import find_balancer, find_target_group
 @dataclass
 class RegionStatus:
     name: str
+    # The releases attached to the target group, newest first, joined by " + ".
     release: str = ""
     ami: str = ""
     asg: str = ""
@@ -24,6 +26,11 @@ class RegionStatus:
     dns_name: str = ""
     locations: list[str] = field(default_factory=list)
     health_check: str = ""
+    # Every release attached to the target group, newest first.
+    serving: list[str] = field(default_factory=list)
+    # The deployment lock: None, or {"holder": ..., "expires": ISO 8601 UTC}.
+    lock: dict[str, str] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,19 +47,55 @@ def region_status(
         status.dns_name = balancer["DNSName"]
     target_group = find_target_group(ctx)
     if target_group is not None:
-        arn = target_group["TargetGroupArn"]
-        serving = [g for g in groups.list_groups(ctx, arn) if g.serving]
-        if serving:
-            live = max(serving, key=lambda group: group.created)
-            status.release = live.release
-            status.asg = live.name
-            status.desired = live.desired
-            status.healthy = max(groups.healthy_instances(ctx, live.name, arn), 0)
-            status.ami = _group_image(ctx, live.name)
+        _read_groups(ctx, status, target_group["TargetGroupArn"])
     state = (dns or Route53()).status(aws, config, region)
     status.locations = state.locations
     status.health_check = state.health_check_state
+    _read_lock(aws, status)
     return status
+
+
+def _read_groups(ctx: RegionContext, status: RegionStatus, arn: str) -> None:
+    """Fill in the groups attached to the target group, newest first; more
+    than one means a rollout stopped half way."""
+    attached = sorted(
+        (group for group in groups.list_groups(ctx, arn) if group.attached),
+        key=lambda group: group.created,
+        reverse=True,
+    )
+    if not attached:
+        return
+    status.serving = [group.release for group in attached]
+    status.release = " + ".join(status.serving)
+    status.asg = " + ".join(group.name for group in attached)
+    status.desired = sum(group.desired for group in attached)
+    status.healthy = sum(
+        max(groups.healthy_instances(ctx, group.name, arn), 0) for group in attached
+    )
+    status.ami = " + ".join(_group_image(ctx, group.name) for group in attached)
+    if len(attached) > 1:
+        status.warnings.append(
+            f"{len(attached)} groups serve in {ctx.region}: "
+            f"{', '.join(group.name for group in attached)}; a rollout stopped "
+            f"half way: run invoke rollout --region {ctx.region} to converge"
+        )
+
+
+def _read_lock(aws: Aws, status: RegionStatus) -> None:
+    record = lock.read_lock(aws, status.name)
+    if record is None:
+        return
+    expires = datetime.fromtimestamp(record.expires_at, UTC)
+    status.lock = {
+        "holder": record.holder,
+        "expires": expires.isoformat(timespec="seconds"),
+    }
+    stale = expires <= datetime.now(UTC)
+    status.warnings.append(
+        f"{status.name} is locked by {record.holder} until "
+        f"{expires:%Y-%m-%d %H:%M:%S} UTC"
+        + (" (expired: pass --force to break it)" if stale else "")
+    )
 
 
 def _group_image(ctx: RegionContext, name: str) -> str:

@@ -12,11 +12,12 @@ from infra.plan import Plan
 from infra.rollout import RegionResult, rollback_region, rollout_region
 from infra.rollout.destroy import destroy_region
 from infra.rollout.fleet import region_order, run_regions
-from infra.rollout.status import region_status
+from infra.rollout.status import RegionStatus, region_status
 from infra.tasks import (
     CONFIG_HELP,
     connect,
     console,
+    make_console,
     notary_task,
     open_config,
     print_json,
@@ -71,6 +72,8 @@ def rollout(
     config: str = "",
 ) -> None:
     """Put a release live in regions with red/black Auto Scaling groups."""
+    if all and region:
+        raise UserError("pass --region or --all, not both")
     loaded = open_config(config)
     if all:
         region = loaded.region_names
@@ -125,28 +128,25 @@ def rollback(
     help={"json": "print JSON instead of tables (default off)", "config": CONFIG_HELP}
 )
 def status(context: Any, json: bool = False, config: str = "") -> None:
-    """Show each region's live release, health, load balancer and DNS."""
+    """Show each region's serving releases, health, load balancer, DNS and lock."""
     loaded = open_config(config)
     aws = connect(loaded)
     statuses = [region_status(aws, loaded, name) for name in loaded.region_names]
     if json:
-        print_json(
-            {
-                "regions": [
-                    {
-                        key: value
-                        for key, value in status.to_json().items()
-                        if key != "health_check"
-                    }
-                    for status in statuses
-                ]
-            }
-        )
+        print_json({"regions": [item.to_json() for item in statuses]})
         return
+    print_status(statuses)
+
+
+def print_status(statuses: list[RegionStatus]) -> None:
+    """Print the status table and its warnings to standard output."""
+    out = make_console(stderr=False)
     table = Table(title="rollout status")
-    columns = ("region", "release", "ami", "asg", "healthy", "dns name")
-    for column in (*columns, "health check", "locations"):
-        table.add_column(column)
+    for column in ("region", "release", "ami", "asg"):
+        table.add_column(column, overflow="fold")
+    table.add_column("healthy")
+    for column in ("dns name", "health check", "locations", "lock"):
+        table.add_column(column, overflow="fold")
     for item in statuses:
         table.add_row(
             item.name,
@@ -157,8 +157,12 @@ def status(context: Any, json: bool = False, config: str = "") -> None:
             item.dns_name or "-",
             item.health_check or "-",
             ", ".join(item.locations) or "-",
+            f"{item.lock['holder']} until {item.lock['expires']}" if item.lock else "-",
         )
-    console.print(table)
+    out.print(table)
+    for item in statuses:
+        for warning in item.warnings:
+            out.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 @notary_task(

@@ -18,6 +18,7 @@ from invoke import Exit
 from infra import emulator, tags
 from infra.aws import Aws
 from infra.config import REPO_ROOT, Config
+from infra.rollout import lock as rollout_lock
 from infra.rollout.dns import DnsState, Route53
 from infra.tasks import rollout as tasks
 
@@ -75,12 +76,90 @@ def test_rollout_then_status_json(
     tasks.status.body(None, json=True, config=str(config_file))
     data = json.loads(capsys.readouterr().out)
     first = data["regions"][0]
-    assert sorted(first) == sorted(
-        ["name", "release", "ami", "asg", "healthy", "desired", "dns_name", "locations"]
-    )
+    kept = ["name", "release", "ami", "asg", "healthy", "desired", "dns_name"]
+    added = ["locations", "health_check", "serving", "lock", "warnings"]
+    assert sorted(first) == sorted(kept + added)
     assert first["name"] == "us-east-1"
     assert first["healthy"] == 1
+    assert first["lock"] is None
     assert data["regions"][1]["asg"] == ""
+
+
+def mix_groups(aws: Aws, config_file: Path, make_release_image: Any) -> list[str]:
+    """Roll out two releases, then attach the first group again, as a rollout
+    killed between creating the new group and detaching the old one leaves
+    it; return both release ids, newest first."""
+    _, first = make_release_image("us-east-1", pcr0="d" * 96)
+    _, second = make_release_image("us-east-1", pcr0="f" * 96)
+    for manifest in (first, second):
+        tasks.rollout.body(
+            None,
+            region=["us-east-1"],
+            release=manifest.release_id,
+            config=str(config_file),
+        )
+    autoscaling = aws.client("autoscaling", "us-east-1")
+    old_group = f"notary-us-east-1-{first.release_id}"
+    arn = aws.client("elbv2", "us-east-1").describe_target_groups()["TargetGroups"][0][
+        "TargetGroupArn"
+    ]
+    autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=old_group, MinSize=1, DesiredCapacity=1
+    )
+    autoscaling.attach_load_balancer_target_groups(
+        AutoScalingGroupName=old_group, TargetGroupARNs=[arn]
+    )
+    return [second.release_id, first.release_id]
+
+
+def test_status_json_mixed_groups(
+    wired: Aws,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    make_release_image: Any,
+) -> None:
+    releases = mix_groups(wired, config_file, make_release_image)
+    capsys.readouterr()
+    tasks.status.body(None, json=True, config=str(config_file))
+    first = json.loads(capsys.readouterr().out)["regions"][0]
+    assert first["serving"] == releases
+    assert first["release"] == " + ".join(releases)
+    assert "invoke rollout --region us-east-1" in first["warnings"][0]
+
+
+def test_status_table_mixed_and_lock(
+    wired: Aws,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    make_release_image: Any,
+) -> None:
+    releases = mix_groups(wired, config_file, make_release_image)
+    rollout_lock.acquire(wired, "us-east-1", holder="other@host:1", ttl=600)
+    capsys.readouterr()
+    tasks.status.body(None, config=str(config_file))
+    output = capsys.readouterr().out
+    # The release column folds over lines; join its cells back up.
+    cells = [line.split("│")[2] for line in output.splitlines() if "│" in line]
+    assert "+".join(releases) in "".join("".join(cells).split())
+    assert "warning: 2 groups serve in us-east-1" in output
+    assert "locked by other@host:1 until" in output
+
+
+def test_status_json_lock(
+    wired: Aws, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rollout_lock.acquire(wired, "eu-west-1", holder="other@host:1", ttl=600)
+    tasks.status.body(None, json=True, config=str(config_file))
+    regions = json.loads(capsys.readouterr().out)["regions"]
+    locks = {region["name"]: region["lock"] for region in regions}
+    assert locks["eu-west-1"]["holder"] == "other@host:1"
+
+
+def test_rollout_all_and_region(config_file: Path) -> None:
+    with pytest.raises(Exit, match="pass --region or --all, not both"):
+        tasks.rollout.body(
+            None, region=["eu-west-1"], all=True, config=str(config_file)
+        )
 
 
 def test_rerun_task_reports_no_changes(
@@ -158,6 +237,8 @@ def test_cli_rollout_status_destroy(
         assert status.returncode == 0, status.stderr
         regions = json.loads(status.stdout)["regions"]
         assert regions[0]["healthy"] == 1
+        table = invoke("status")
+        assert "us-east-1" in table.stdout
         again = invoke("rollout", "--region", "us-east-1")
         assert "no changes" in again.stderr
         destroyed = invoke("destroy", "--region", "us-east-1", "--yes")
