@@ -34,8 +34,11 @@ class HealthConfig:
     # whether a health check is healthy"), so a probe must finish sooner.
     deadline_seconds: float = 1.5
     cache_seconds: float = 2.0
+    # The whole TLS handshake plus each request's line and headers must
+    # arrive within socket_timeout_seconds, however slowly the bytes trickle.
     socket_timeout_seconds: float = 5.0
     max_request_bytes: int = 8192
+    # At the cap, the connection waiting longest for a request makes room.
     max_connections: int = 128
     log_repeat_seconds: float = 60.0
 

@@ -166,6 +166,15 @@ class HealthMetrics:
             "notary_health_connections_rejected_total",
             "Connections closed unserved because max_connections were open.",
         )
+        self.evicted = Counter(
+            "notary_health_connections_evicted_total",
+            "Waiting connections closed to make room for a new one at max_connections.",
+        )
+        self.slow_closed = Counter(
+            "notary_health_slow_connections_closed_total",
+            "Connections closed for missing the deadline, by stage "
+            "(handshake, request).",
+        )
 
     def render(self) -> str:
         families: list[Metric] = [
@@ -177,6 +186,8 @@ class HealthMetrics:
             self.enclave_state,
             self.requests,
             self.rejected,
+            self.evicted,
+            self.slow_closed,
         ]
         lines: list[str] = []
         for family in families:

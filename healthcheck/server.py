@@ -1,19 +1,20 @@
 """The HTTPS server: GET /healthcheck and GET /metrics, a pooled thread per connection.
 
-Each connection gets the socket timeout for the TLS handshake and every
-read, and each request may send at most max_request_bytes of request line
-and headers within that time, so slow or oversized requests are closed.
+The TLS handshake and each request's line and headers must complete within
+socket_timeout_seconds in total, however slowly the bytes arrive, and may be
+at most max_request_bytes, so slow or oversized requests are closed. When
+max_connections are open, the connection that has waited longest for a
+complete request is closed to make room for a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import socket
 import ssl
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, BinaryIO
@@ -21,6 +22,8 @@ from typing import Any, BinaryIO
 from healthcheck import checks
 from healthcheck.checks import CheckResult, Expected
 from healthcheck.config import HealthConfig
+from healthcheck.connections import ConnectionTable, Tracked
+from healthcheck.deadline import Deadline, DeadlineReader, RequestTooSlow
 from healthcheck.metrics import CONTENT_TYPE, HealthMetrics
 from healthcheck.prober import Prober
 
@@ -39,30 +42,22 @@ class RequestTooLarge(Exception):
     """The request line and headers exceed max_request_bytes."""
 
 
-class RequestTooSlow(Exception):
-    """The request line and headers took longer than the socket timeout."""
-
-
 class LimitedReader:
-    """Wrap a connection's reader with a byte and a time budget per request."""
+    """Wrap a connection's reader with a byte budget per request."""
 
-    def __init__(self, raw: BinaryIO, *, max_bytes: int, max_seconds: float) -> None:
+    def __init__(self, raw: BinaryIO, *, max_bytes: int) -> None:
         self._raw = raw
         self.max_bytes = max_bytes
-        self.max_seconds = max_seconds
         self.reset()
 
     def reset(self) -> None:
-        """Start the budgets of a new request."""
+        """Start the budget of a new request."""
         self._remaining = self.max_bytes
-        self._deadline = time.monotonic() + self.max_seconds
 
     def _take(self, data: bytes) -> bytes:
         self._remaining -= len(data)
         if self._remaining < 0:
             raise RequestTooLarge
-        if time.monotonic() > self._deadline:
-            raise RequestTooSlow
         return data
 
     def readline(self, size: int = -1) -> bytes:
@@ -96,16 +91,28 @@ class HealthHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         config = self.server.config
+        # The server's deadline began before the TLS handshake, so the first
+        # request's budget covers the handshake too.
+        deadline = getattr(self.request, "deadline", None)
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline(config.socket_timeout_seconds)
+        self.deadline = deadline
+        self.rfile.close()
+        raw = DeadlineReader(self.connection, deadline)
         self.rfile = LimitedReader(  # type: ignore[assignment]
-            self.rfile,  # type: ignore[arg-type]
+            io.BufferedReader(raw, self.rbufsize if self.rbufsize > 0 else 8192),
             max_bytes=config.max_request_bytes,
-            max_seconds=config.socket_timeout_seconds,
         )
+        self._first_request = True
 
     def handle_one_request(self) -> None:
         reader = self.rfile
         if isinstance(reader, LimitedReader):
             reader.reset()
+        if not self._first_request:
+            self.deadline.restart()
+        self._first_request = False
+        self.server.connections.set_waiting(self.connection.fileno(), waiting=True)
         try:
             super().handle_one_request()
         except RequestTooLarge:
@@ -115,7 +122,8 @@ class HealthHandler(BaseHTTPRequestHandler):
             self._discard_input()
         except RequestTooSlow:
             self.close_connection = True
-        except (TimeoutError, ssl.SSLError, ConnectionError) as error:
+            self.server.closed_slow(self.client_address[0], stage="request")
+        except (TimeoutError, ssl.SSLError, OSError) as error:
             log.debug("connection from %s closed: %s", self.client_address[0], error)
             self.close_connection = True
 
@@ -163,6 +171,7 @@ class HealthHandler(BaseHTTPRequestHandler):
             raise RequestTooLarge
         keep_alive = self.request_version == "HTTP/1.1" or connection == "keep-alive"
         self.close_connection = connection == "close" or not keep_alive
+        self.server.connections.set_waiting(self.connection.fileno(), waiting=False)
         return True
 
     def do_GET(self) -> None:
@@ -234,6 +243,9 @@ class HealthHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # Reads may have left the timeout at the few moments before the
+        # deadline; a response gets the whole socket timeout.
+        self.connection.settimeout(self.server.config.socket_timeout_seconds)
         # One write, so headers and body leave in one TLS record.
         self.wfile.write(head + data if send_body else head)
 
@@ -250,7 +262,9 @@ class HealthServer(HTTPServer):
     """An HTTPS server with one pooled thread per open connection, up to a cap.
 
     Threads are reused from connection to connection instead of started for
-    each, and a slow client holds only its own thread.
+    each. The accept loop only accepts connections and hands them over. The
+    TLS handshake runs in the connection's thread, so a slow client holds
+    only its own thread, and only until its deadline.
     """
 
     allow_reuse_address = True
@@ -268,61 +282,101 @@ class HealthServer(HTTPServer):
         self.prober = prober
         self.metrics = metrics
         self.tls = tls
-        self._slots = threading.BoundedSemaphore(config.max_connections)
+        self.connections = ConnectionTable(config.max_connections)
+        # A connection closed to make room ends its thread within moments;
+        # until then its successor's work waits in the pool's queue.
         self._workers = ThreadPoolExecutor(
             max_workers=config.max_connections, thread_name_prefix="connection"
         )
         super().__init__((config.bind_address, config.port), HealthHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        tracked, evicted = self.connections.admit(request.fileno(), client_address[0])
+        if tracked is None:
             self.metrics.rejected.inc()
             log.warning(
-                "connection limit %s reached: closing new connections",
+                "connection limit %s reached, all busy: closing new connections",
                 self.config.max_connections,
             )
             self.shutdown_request(request)
             return
+        if evicted is not None:
+            self.metrics.evicted.inc()
+            log.warning(
+                "connection limit %s reached: closing the longest waiting connection",
+                self.config.max_connections,
+                extra={"event": "connection-evicted", "client": evicted.client},
+            )
         try:
-            self._workers.submit(self._serve_connection, request, client_address)
+            self._workers.submit(
+                self._serve_connection, request, client_address, tracked
+            )
         except BaseException:
-            self._slots.release()
+            self.connections.release(tracked)
             self.shutdown_request(request)
             raise
+
+    def closed_slow(self, client: str, *, stage: str) -> None:
+        """Count and log a connection closed at its deadline."""
+        self.metrics.slow_closed.inc(stage=stage)
+        # One message text for every client, so the log's repeat filter
+        # limits it to one line per window during a flood.
+        log.warning(
+            "closed a connection that sent no complete request within %s s",
+            self.config.socket_timeout_seconds,
+            extra={"event": "slow-connection", "client": client, "stage": stage},
+        )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr; the log takes JSON lines.
         log.warning("request from %s failed", client_address[0], exc_info=True)
 
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
+    def _serve_connection(
+        self, request: Any, client_address: Any, tracked: Tracked
+    ) -> None:
+        connection = request
         try:
-            self.finish_request(request, client_address)
+            if self.tls is not None:
+                connection = self.tls.wrap_socket(
+                    request, server_side=True, do_handshake_on_connect=False
+                )
+                if not self._handshake(connection, client_address[0]):
+                    return
+            self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]
         except Exception:
             self.handle_error(request, client_address)
         finally:
+            # Released before the close: once closed, the descriptor may
+            # belong to a new connection, which the table must not touch.
+            self.connections.release(tracked)
+            if connection is not request:
+                _close_quietly(connection)
             self.shutdown_request(request)
-            self._slots.release()
+
+    def _handshake(self, connection: ssl.SSLSocket, client: str) -> bool:
+        """Run the TLS handshake within the deadline; return whether it succeeded.
+
+        CPython's do_handshake applies the socket timeout to the whole
+        handshake, not to each read (checked on CPython 3.9 and 3.11), so the
+        timeout is an absolute deadline. The first request shares it.
+        """
+        deadline = Deadline(self.config.socket_timeout_seconds)
+        connection.settimeout(deadline.remaining())
+        try:
+            connection.do_handshake()
+        # socket.timeout, not TimeoutError: Python 3.9 keeps them apart.
+        except socket.timeout:  # noqa: UP041
+            self.closed_slow(client, stage="handshake")
+            return False
+        except (ssl.SSLError, OSError) as error:
+            log.debug("TLS handshake with %s failed: %s", client, error)
+            return False
+        connection.deadline = deadline  # type: ignore[attr-defined]
+        return True
 
     def server_close(self) -> None:
         super().server_close()
         self._workers.shutdown(wait=False, cancel_futures=True)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(self.config.socket_timeout_seconds)
-        if self.tls is None:
-            self.RequestHandlerClass(request, client_address, self)  # type: ignore[arg-type]
-            return
-        # The handshake runs here, in the connection's thread, so a slow
-        # client holds only its own thread until the socket timeout.
-        try:
-            connection = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as error:
-            log.debug("TLS handshake with %s failed: %s", client_address[0], error)
-            return
-        try:
-            self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]
-        finally:
-            _close_quietly(connection)
 
 
 def _close_quietly(connection: socket.socket) -> None:

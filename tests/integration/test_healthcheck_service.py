@@ -397,33 +397,133 @@ def test_silent_client_closed(service: Running) -> None:
     assert answer == b""
 
 
-def test_connection_limit_closes_extra(start_service: Any) -> None:
+def test_connection_limit_closes_longest_waiting(start_service: Any) -> None:
     running = start_service(max_connections=2)
     address = ("127.0.0.1", running.port)
     with (
+        socket.create_connection(address, timeout=10) as oldest,
         socket.create_connection(address, timeout=10),
         socket.create_connection(address, timeout=10),
-        socket.create_connection(address, timeout=10) as extra,
     ):
         try:
-            answer = extra.recv(4096)
+            answer = oldest.recv(4096)
         except ConnectionResetError:
             answer = b""
-    # The two held connections free their slots once the service reads
-    # their end of stream, which may take a moment.
-    for _ in range(50):
-        try:
-            _, body, _, _ = get(running.port, "/metrics")
-            break
-        except (OSError, http.client.HTTPException):
-            time.sleep(0.05)
-    rejected = re.search(
-        r"^notary_health_connections_rejected_total (\d+)$", body.decode(), re.M
-    )
     assert answer == b""
-    assert rejected is not None
-    # Retries of the /metrics request above may be rejected too.
-    assert int(rejected.group(1)) >= 1
+
+
+def test_connection_limit_rejects_when_busy(
+    start_service: Any, case_file: Path
+) -> None:
+    # One connection, busy with a probe that waits for the stand-in
+    # nitro-cli until the probe deadline: no waiting connection to close.
+    running = start_service(max_connections=1, deadline_seconds=3.0)
+    write_case(case_file, "slow", delay=10)
+    statuses: list[int] = []
+    busy = threading.Thread(target=lambda: statuses.append(get(running.port)[0]))
+    busy.start()
+    try:
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as extra:
+            try:
+                answer = extra.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+    finally:
+        busy.join()
+        write_case(case_file, "running")
+    _, body, _, _ = get(running.port, "/metrics")
+    assert answer == b""
+    assert statuses == [503]
+    assert metric(body.decode(), "notary_health_connections_rejected_total") == 1
+
+
+# A TLS record header announcing a 512-byte ClientHello that never comes.
+HANDSHAKE_DRIP = b"\x16\x03\x01\x02\x00" + b"\x01" * 100
+REQUEST_DRIP = b"X-Drip: " + b"a" * 100
+
+
+def drip(
+    connection: socket.socket,
+    data: bytes,
+    *,
+    interval: float,
+    give_up: float,
+    outcomes: list[str],
+) -> None:
+    """Send one byte per interval until the server closes the connection."""
+    end = time.monotonic() + give_up
+    outcome = "open"
+    for byte in data:
+        if time.monotonic() > end:
+            break
+        try:
+            connection.sendall(bytes([byte]))
+            connection.settimeout(interval)
+            if connection.recv(4096) == b"":
+                outcome = "closed"
+                break
+        except (TimeoutError, ssl.SSLWantReadError):
+            continue
+        except (OSError, ssl.SSLError):
+            outcome = "closed"
+            break
+    outcomes.append(outcome)
+
+
+def metric(text: str, name: str) -> int:
+    found = re.search(rf"^{re.escape(name)} (\d+)$", text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def test_slow_drip_cannot_lock_out(start_service: Any) -> None:
+    limit = 8
+    deadline = 1.5
+    running = start_service(max_connections=limit, socket_timeout_seconds=deadline)
+    address = ("127.0.0.1", running.port)
+
+    connections: list[tuple[socket.socket, bytes]] = []
+    # More slow clients than the cap: first ones that finish the handshake
+    # and send a request line, then ones that never finish the handshake.
+    for _ in range(limit):
+        raw = socket.create_connection(address, timeout=10)
+        tls = client_context().wrap_socket(raw)
+        tls.sendall(b"GET /healthcheck HTTP/1.1\r\n")
+        connections.append((tls, REQUEST_DRIP))
+    for _ in range(limit // 2):
+        raw = socket.create_connection(address, timeout=10)
+        connections.append((raw, HANDSHAKE_DRIP))
+
+    outcomes: list[str] = []
+    threads = [
+        threading.Thread(
+            target=drip,
+            args=(connection, data),
+            kwargs={"interval": 0.25, "give_up": deadline * 4, "outcomes": outcomes},
+        )
+        for connection, data in connections
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        status, _, _, _ = get(running.port)
+        for thread in threads:
+            thread.join()
+    finally:
+        for connection, _ in connections:
+            connection.close()
+
+    _, body, _, _ = get(running.port, "/metrics")
+    text = body.decode()
+    handshake = 'notary_health_slow_connections_closed_total{stage="handshake"}'
+    request = 'notary_health_slow_connections_closed_total{stage="request"}'
+    events = [json.loads(line).get("event") for line in running.log_lines()]
+    assert status == 200
+    assert outcomes == ["closed"] * len(connections)
+    assert metric(text, handshake) >= 1
+    assert metric(text, request) >= 1
+    assert metric(text, "notary_health_connections_evicted_total") >= 1
+    assert "slow-connection" in events
 
 
 def test_service_survives_bad_input(service: Running) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,11 @@ import pytest
 
 from healthcheck.checks import Expected, evaluate_enclaves, load_expected
 from healthcheck.config import ConfigError, HealthConfig
+from healthcheck.connections import ConnectionTable
+from healthcheck.deadline import Deadline, DeadlineReader, RequestTooSlow
 from healthcheck.logs import JsonFormatter, RepeatFilter
 from healthcheck.metrics import Counter, HealthMetrics, Histogram
-from healthcheck.server import LimitedReader, RequestTooLarge, RequestTooSlow
+from healthcheck.server import LimitedReader, RequestTooLarge
 
 EXPECTED = Expected(enclave_name="notary", pcrs={"PCR0": "a" * 96, "PCR1": "b" * 96})
 
@@ -185,22 +189,114 @@ def test_metrics_render_ends_with_newline() -> None:
 
 
 def test_reader_rejects_large_request() -> None:
-    reader = LimitedReader(io.BytesIO(b"a" * 100 + b"\n"), max_bytes=50, max_seconds=60)
+    reader = LimitedReader(io.BytesIO(b"a" * 100 + b"\n"), max_bytes=50)
     with pytest.raises(RequestTooLarge):
         reader.readline(65537)
 
 
-def test_reader_rejects_slow_request() -> None:
-    reader = LimitedReader(
-        io.BytesIO(b"GET / HTTP/1.1\r\n"), max_bytes=50, max_seconds=-1
-    )
-    with pytest.raises(RequestTooSlow):
-        reader.readline(65537)
-
-
 def test_reader_reset_restores_budget() -> None:
-    reader = LimitedReader(io.BytesIO(b"abc\n" * 20), max_bytes=8, max_seconds=60)
+    reader = LimitedReader(io.BytesIO(b"abc\n" * 20), max_bytes=8)
     first = [reader.readline(), reader.readline()]
     reader.reset()
     assert first == [b"abc\n", b"abc\n"]
     assert reader.readline() == b"abc\n"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_deadline_counts_down() -> None:
+    clock = FakeClock()
+    deadline = Deadline(5.0, clock=clock)
+    clock.now += 2.0
+    assert deadline.remaining() == 3.0
+
+
+def test_deadline_restart() -> None:
+    clock = FakeClock()
+    deadline = Deadline(5.0, clock=clock)
+    clock.now += 9.0
+    deadline.restart()
+    assert deadline.remaining() == 5.0
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    yield left, right
+    left.close()
+    right.close()
+
+
+def test_deadline_reader_reads(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    client.sendall(b"GET / HTTP/1.1\r\n")
+    reader = io.BufferedReader(DeadlineReader(server, Deadline(5.0)))
+    assert reader.readline() == b"GET / HTTP/1.1\r\n"
+
+
+def test_deadline_reader_passed(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    client.sendall(b"GET")
+    clock = FakeClock()
+    deadline = Deadline(5.0, clock=clock)
+    clock.now += 5.0
+    with pytest.raises(RequestTooSlow):
+        DeadlineReader(server, deadline).read(3)
+
+
+def test_deadline_reader_times_out(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    # Bytes keep arriving, but the line never ends before the deadline.
+    client.sendall(b"G")
+    reader = io.BufferedReader(DeadlineReader(server, Deadline(0.05)))
+    with pytest.raises(RequestTooSlow):
+        reader.readline()
+
+
+def test_table_admits_up_to_limit() -> None:
+    table = ConnectionTable(2)
+    table.admit(10, "a")
+    table.set_waiting(10, waiting=False)
+    table.admit(11, "b")
+    table.set_waiting(11, waiting=False)
+    assert table.admit(12, "c") == (None, None)
+
+
+def test_table_evicts_longest_waiting(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    clock = FakeClock()
+    table = ConnectionTable(2, clock=clock)
+    table.admit(server.fileno(), "slow")
+    clock.now += 1.0
+    table.admit(99999, "newer")
+    admitted, evicted = table.admit(99998, "new")
+    assert admitted is not None
+    assert evicted is not None
+    assert evicted.client == "slow"
+    assert client.recv(1) == b""
+
+
+def test_table_release_frees_slot() -> None:
+    table = ConnectionTable(1)
+    tracked, _ = table.admit(10, "a")
+    assert tracked is not None
+    table.release(tracked)
+    assert len(table) == 0
+
+
+def test_table_release_keeps_reused_fd() -> None:
+    table = ConnectionTable(2)
+    old, _ = table.admit(10, "old")
+    assert old is not None
+    table.release(old)
+    table.admit(10, "new")
+    table.release(old)
+    assert len(table) == 1
