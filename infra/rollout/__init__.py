@@ -144,8 +144,9 @@ def _run_release(
 
 
 def _retire_versions(ctx: RegionContext, switch: Switch) -> None:
-    """Delete the versions of deleted groups; the serving release's version
-    becomes the default, as the default version cannot be deleted."""
+    """Delete the launch template versions of deleted groups. The serving
+    release's version becomes the default because AWS rejects deleting the
+    default version."""
     if not switch.target_version:
         return
     keep = {switch.target_version, *switch.kept_versions}

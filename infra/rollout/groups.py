@@ -70,7 +70,7 @@ class Switch:
     # failed switch scales it back to zero instead of deleting it.
     standby: bool = False
     # Launch template versions of the target and of the other groups that
-    # stay; every other version of the template is deleted after the switch.
+    # stay. Every other version of the template is deleted after the switch.
     target_version: str = ""
     kept_versions: tuple[str, ...] = ()
 
@@ -370,14 +370,14 @@ def _undo(ctx: RegionContext, switch: Switch, placement: Placement) -> None:
 
 
 def _retire_failed_version(ctx: RegionContext, switch: Switch) -> None:
-    """Delete the failed release's launch template version; a failure here
-    is logged, so that it never hides why the release was rolled back."""
+    """Delete the failed release's launch template version. A failed deletion
+    is logged and not raised, so RolloutFailed still reports the cause."""
     try:
         retire_versions(ctx, keep=set(switch.kept_versions))
     except (ClientError, BotoCoreError) as error:
-        # The next rollout deletes the version: no group uses it.
+        # The next rollout deletes the version because no group uses it.
         log.warning(
-            "Launch template version of %s in %s left in place: %s",
+            "Failed to delete the launch template version of %s in %s: %s",
             switch.target,
             ctx.region,
             error,

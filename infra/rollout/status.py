@@ -39,7 +39,7 @@ class RegionStatus:
 def region_status(
     aws: Aws, config: Config, region: str, *, dns: DnsBackend | None = None
 ) -> RegionStatus:
-    """Read a region's state from AWS; every call is a read."""
+    """Read a region's state from AWS with read calls only."""
     ctx = RegionContext(aws, config, region, dry_run=True)
     status = RegionStatus(name=region)
     balancer = find_balancer(ctx)
@@ -56,8 +56,8 @@ def region_status(
 
 
 def _read_groups(ctx: RegionContext, status: RegionStatus, arn: str) -> None:
-    """Fill in the groups attached to the target group, newest first; more
-    than one means a rollout stopped half way."""
+    """Fill in the groups attached to the target group, newest first. More
+    than one attached group means that a rollout stopped half way."""
     attached = sorted(
         (group for group in groups.list_groups(ctx, arn) if group.attached),
         key=lambda group: group.created,
@@ -76,8 +76,8 @@ def _read_groups(ctx: RegionContext, status: RegionStatus, arn: str) -> None:
     if len(attached) > 1:
         status.warnings.append(
             f"{len(attached)} groups serve in {ctx.region}: "
-            f"{', '.join(group.name for group in attached)}; a rollout stopped "
-            f"half way: run invoke rollout --region {ctx.region} to converge"
+            f"{', '.join(group.name for group in attached)} (a rollout stopped "
+            f"half way): run invoke rollout --region {ctx.region} to converge"
         )
 
 

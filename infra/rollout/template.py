@@ -177,11 +177,11 @@ MAX_DELETE_VERSIONS = 200
 
 @dataclass(frozen=True)
 class VersionCleanup:
-    """The versions no group uses any more, and the default that frees them."""
+    """Launch template versions that no group uses, and the new default version."""
 
     template_id: str
     delete: tuple[str, ...]
-    # The version to make the template's default first; "" leaves it.
+    # The version made the default before the deletions. "" keeps the default.
     new_default: str = ""
 
     @property
@@ -199,8 +199,8 @@ def plan_version_cleanup(
 ) -> VersionCleanup:
     """Return which of `versions` to delete: all but `keep`.
 
-    The default version cannot be deleted: with `new_default` the default
-    moves there first, otherwise the default stays.
+    AWS rejects deleting the default version. With `new_default` the default
+    moves there first, otherwise the default version is kept.
     """
     unused = [version for version in versions if version not in keep]
     move = bool(new_default) and new_default != default and default in unused
@@ -217,7 +217,7 @@ def retire_versions(
     ctx: RegionContext, *, keep: set[str], new_default: str = ""
 ) -> VersionCleanup | None:
     """Delete the launch template versions that no remaining group uses, so
-    prune can free their AMIs; record each deletion in the plan."""
+    that prune can free their AMIs. Each deletion is recorded in the plan."""
     template = find_template(ctx)
     if template is None:
         return None
@@ -234,6 +234,7 @@ def retire_versions(
         keep=keep,
         new_default=new_default,
     )
+
     if cleanup.new_default:
         ctx.record(
             "launch-template",
@@ -248,12 +249,15 @@ def retire_versions(
             Action.DELETE,
             f"release {releases[version]}",
         )
+
     if not ctx.dry_run and cleanup.has_changes:
         apply_version_cleanup(ctx, cleanup)
     return cleanup
 
 
 def apply_version_cleanup(ctx: RegionContext, cleanup: VersionCleanup) -> None:
+    # NOTE: moto 5.2.5 does not implement DeleteLaunchTemplateVersions, so this
+    # call is tested with botocore's Stubber only, never against a server.
     ec2 = ctx.client("ec2")
     if cleanup.new_default:
         ec2.modify_launch_template(
@@ -261,14 +265,14 @@ def apply_version_cleanup(ctx: RegionContext, cleanup: VersionCleanup) -> None:
         )
     versions = list(cleanup.delete)
     for start in range(0, len(versions), MAX_DELETE_VERSIONS):
-        answer = ec2.delete_launch_template_versions(
+        response = ec2.delete_launch_template_versions(
             LaunchTemplateId=cleanup.template_id,
             Versions=versions[start : start + MAX_DELETE_VERSIONS],
         )
-        for failed in answer.get("UnsuccessfullyDeletedLaunchTemplateVersions", []):
-            # The next run plans the version again.
+        for failed in response.get("UnsuccessfullyDeletedLaunchTemplateVersions", []):
+            # The next run plans the deletion again.
             log.warning(
-                "Launch template version %s in %s not deleted: %s",
+                "Failed to delete launch template version %s in %s: %s",
                 failed.get("VersionNumber"),
                 ctx.region,
                 failed.get("ResponseError", {}).get("Message", ""),

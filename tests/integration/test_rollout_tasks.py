@@ -86,9 +86,9 @@ def test_rollout_then_status_json(
 
 
 def mix_groups(aws: Aws, config_file: Path, make_release_image: Any) -> list[str]:
-    """Roll out two releases, then attach the first group again, as a rollout
-    killed between creating the new group and detaching the old one leaves
-    it; return both release ids, newest first."""
+    """Roll out two releases, then attach the first group again, which is the
+    state a rollout killed between creating the new group and detaching the
+    old one leaves. Return both release ids, newest first."""
     _, first = make_release_image("us-east-1", pcr0="d" * 96)
     _, second = make_release_image("us-east-1", pcr0="f" * 96)
     for manifest in (first, second):
