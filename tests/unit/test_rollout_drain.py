@@ -6,6 +6,7 @@ answers, where targets read `draining` for the deregistration delay.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,3 +101,51 @@ def test_drain_bounded_by_drain_time(
 
     assert sleeps == [10, 10, 10]
     assert "still drain after 30 s" in caplog.text
+
+
+# The emulator's HTTP 500 for DeleteLaunchTemplateVersions reaches boto3 as a
+# ResponseParserError; only a local run may go on without the deletion.
+
+
+@contextlib.contextmanager
+def emulator_500(ctx: RegionContext) -> Iterator[None]:
+    """Make DeleteLaunchTemplateVersions fail as the emulator does, before
+    any request is sent."""
+    from botocore.parsers import ResponseParserError
+
+    def fail(**_: Any) -> None:
+        raise ResponseParserError("Unable to parse response (HTTP 500)")
+
+    events = ctx.client("ec2").meta.events
+    event = "before-call.ec2.DeleteLaunchTemplateVersions"
+    events.register(event, fail)
+    try:
+        yield
+    finally:
+        events.unregister(event, fail)
+
+
+def test_version_cleanup_local_warns(
+    ctx: RegionContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    from infra.rollout.template import VersionCleanup, apply_version_cleanup
+
+    with emulator_500(ctx):
+        apply_version_cleanup(ctx, VersionCleanup("lt-1", ("1", "2")))
+
+    assert "does not implement DeleteLaunchTemplateVersions" in caplog.text
+    assert "versions 1, 2 of lt-1" in caplog.text
+
+
+def test_version_cleanup_aws_raises(config_data: dict[str, Any]) -> None:
+    from botocore.parsers import ResponseParserError
+
+    from infra.config import parse_config
+    from infra.rollout.template import VersionCleanup, apply_version_cleanup
+
+    config_data["target"] = "aws"
+    aws = Aws(parse_config(config_data))
+    ctx = RegionContext(aws=aws, config=aws.config, region=REGION, dry_run=False)
+    # The handler raises before signing, so no request leaves the machine.
+    with emulator_500(ctx), pytest.raises(ResponseParserError):
+        apply_version_cleanup(ctx, VersionCleanup("lt-1", ("1",)))
