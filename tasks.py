@@ -1,13 +1,13 @@
 """Invoke entry point: `invoke --list` shows every task.
 
 The tasks are thin: each parses options and calls library code in `infra/`,
-`enclave/` or `healthcheck/`. Each module in `infra/tasks/` lists its tasks in
+`enclave/` or `healthcheck/`. Each module in `infra/cli/` lists its tasks in
 TASKS; the enclave and emulator tasks get their own namespaces.
 """
 
 from invoke import Collection
 
-from infra.tasks import bake, copy, core, demo, enclave, health, rollout, verify
+from infra.cli import bake, copy, core, demo, enclave, health, rollout, verify
 
 namespace = Collection()
 for module in (bake, copy, rollout, health, verify, demo):

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from infra.aws import Aws
+from infra.cli import verify as verify_tasks
 from infra.config import Config
 from infra.errors import UserError
-from infra.tasks import verify as verify_tasks
 
 
 @pytest.fixture

@@ -114,10 +114,14 @@ def test_verify_help_shows_options(state_dir: Path) -> None:
     assert "--document" in result.stdout
 
 
-def test_validate_from_subfolder(state_dir: Path) -> None:
+@pytest.mark.parametrize("folder", ["docs", "infra"])
+def test_validate_from_subfolder(state_dir: Path, folder: str) -> None:
+    # The invoke script, as users run it: `python -m` would put the working
+    # folder first on sys.path, where infra/copy.py hides the copy module.
+    script = Path(sys.executable).parent / "invoke"
     result = subprocess.run(
-        [*INVOKE, "validate"],
-        cwd=REPO_ROOT / "docs",
+        [str(script), "validate"],
+        cwd=REPO_ROOT / folder,
         env={**os.environ, "NOTARY_STATE_DIR": str(state_dir)},
         capture_output=True,
         text=True,

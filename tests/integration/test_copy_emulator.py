@@ -14,8 +14,8 @@ from invoke import Context, Exit
 
 from infra import copy, tags
 from infra.aws import Aws
+from infra.cli import copy as copy_tasks
 from infra.releases import resolve_release
-from infra.tasks import copy as copy_tasks
 
 SETTINGS = copy.CopySettings(timeout=30, interval=0.01, not_found_grace=5)
 DESTINATIONS = ["eu-west-1", "ap-northeast-1", "sa-east-1"]

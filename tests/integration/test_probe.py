@@ -15,6 +15,7 @@ from standins.processes import Running, free_port, start_notary, stop
 
 from infra import emulator, tags
 from infra.aws import Aws
+from infra.cli import health as health_tasks
 from infra.config import REPO_ROOT, Config, parse_config
 from infra.errors import UserError
 from infra.probe import (
@@ -25,7 +26,6 @@ from infra.probe import (
     probe_endpoint,
     probe_regions,
 )
-from infra.tasks import health as health_tasks
 
 REGION = "us-east-1"
 

@@ -12,8 +12,8 @@ from invoke import Context
 
 from infra import prune
 from infra.aws import Aws
+from infra.cli import copy as copy_tasks
 from infra.plan import Action
-from infra.tasks import copy as copy_tasks
 
 REGION = "us-east-1"
 

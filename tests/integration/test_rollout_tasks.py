@@ -17,10 +17,10 @@ from invoke import Exit
 
 from infra import emulator, tags
 from infra.aws import Aws
+from infra.cli import rollout as tasks
 from infra.config import REPO_ROOT, Config
 from infra.rollout import lock as rollout_lock
 from infra.rollout.dns import DnsState, Route53
-from infra.tasks import rollout as tasks
 
 
 def register_release_image(aws: Aws, region: str) -> None:

@@ -18,8 +18,8 @@ from enclave import attestation
 from enclave.manifest import ReleaseManifest
 from infra import tags
 from infra.aws import Aws
+from infra.cli import verify as verify_tasks
 from infra.config import REPO_ROOT, Config
-from infra.tasks import verify as verify_tasks
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "attestation"
 REAL_DOCUMENT = FIXTURE / "aws-nitro-debug-2024-09-06.cose"

@@ -321,7 +321,7 @@ def test_root_not_required_for_aws(
 def test_task_without_root_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from invoke import Context, Exit
 
-    from infra.tasks import bake as bake_task
+    from infra.cli import bake as bake_task
 
     def never_connect(config: Config) -> Aws:
         raise AssertionError("connect ran before the root check")

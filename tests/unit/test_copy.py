@@ -14,9 +14,9 @@ from invoke import Context, Exit
 
 from infra import copy, tags
 from infra.aws import Aws
+from infra.cli import copy as copy_tasks
 from infra.config import REPO_ROOT, parse_config
 from infra.poll import PollTimeout
-from infra.tasks import copy as copy_tasks
 
 REGION = "eu-west-1"
 COPY_ID = "ami-0copy0000000000001"

@@ -7,9 +7,7 @@ from typing import Any
 from invoke import Exit
 from rich.table import Table
 
-from infra.errors import UserError
-from infra.probe import RegionHealth, probe_regions
-from infra.tasks import (
+from infra.cli import (
     CONFIG_HELP,
     connect,
     make_console,
@@ -17,6 +15,8 @@ from infra.tasks import (
     open_config,
     print_json,
 )
+from infra.errors import UserError
+from infra.probe import RegionHealth, probe_regions
 
 
 @notary_task(

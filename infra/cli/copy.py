@@ -9,11 +9,7 @@ from rich.table import Table
 
 from infra import copy as image_copy
 from infra import prune as image_prune
-from infra.config import Config
-from infra.errors import UserError
-from infra.plan import Action, Plan
-from infra.releases import resolve_release
-from infra.tasks import (
+from infra.cli import (
     CONFIG_HELP,
     connect,
     console,
@@ -22,6 +18,10 @@ from infra.tasks import (
     open_config,
     print_json,
 )
+from infra.config import Config
+from infra.errors import UserError
+from infra.plan import Action, Plan
+from infra.releases import resolve_release
 
 
 def _regions(config: Config, names: list[str] | None) -> list[str]:

@@ -8,8 +8,8 @@ from typing import Any
 from enclave.build import DEFAULT_OUTPUT, EIF_NAME, build_enclave
 from enclave.eif import inspect_eif, summary_rows
 from enclave.eif_writer import write_sample_eif
+from infra.cli import CONFIG_HELP, notary_task, open_config, print_json
 from infra.errors import UserError
-from infra.tasks import CONFIG_HELP, notary_task, open_config, print_json
 
 SAMPLE_OUTPUT = DEFAULT_OUTPUT / "sample.eif"
 

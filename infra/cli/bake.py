@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import bake as bake_lib
-from infra.tasks import CONFIG_HELP, connect, notary_task, open_config, print_json
+from infra.cli import CONFIG_HELP, connect, notary_task, open_config, print_json
 
 
 @notary_task(

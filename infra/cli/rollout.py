@@ -7,13 +7,7 @@ from typing import Any
 from invoke import Exit
 from rich.table import Table
 
-from infra.errors import UserError
-from infra.plan import Plan
-from infra.rollout import RegionResult, rollback_region, rollout_region
-from infra.rollout.destroy import destroy_region
-from infra.rollout.fleet import region_order, run_regions
-from infra.rollout.status import RegionStatus, region_status
-from infra.tasks import (
+from infra.cli import (
     CONFIG_HELP,
     connect,
     console,
@@ -22,6 +16,12 @@ from infra.tasks import (
     open_config,
     print_json,
 )
+from infra.errors import UserError
+from infra.plan import Plan
+from infra.rollout import RegionResult, rollback_region, rollout_region
+from infra.rollout.destroy import destroy_region
+from infra.rollout.fleet import region_order, run_regions
+from infra.rollout.status import RegionStatus, region_status
 
 
 def print_plan(plan: Plan, *, title: str) -> None:

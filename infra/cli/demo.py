@@ -7,10 +7,10 @@ from typing import Any
 from rich.table import Table
 
 from infra.bake import BakeOptions, require_root_for
+from infra.cli import CONFIG_HELP, connect, console, notary_task, open_config
+from infra.cli.health import health
+from infra.cli.rollout import status
 from infra.demo import StageReport, run_demo
-from infra.tasks import CONFIG_HELP, connect, console, notary_task, open_config
-from infra.tasks.health import health
-from infra.tasks.rollout import status
 
 
 def print_stage(report: StageReport) -> None:

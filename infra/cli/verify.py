@@ -17,9 +17,9 @@ from enclave.attestation import (
 )
 from enclave.cose import MAX_DOCUMENT_SIZE
 from enclave.manifest import ReleaseManifest
+from infra.cli import CONFIG_HELP, connect, notary_task, open_config, print_json
 from infra.errors import UserError
 from infra.releases import resolve_release
-from infra.tasks import CONFIG_HELP, connect, notary_task, open_config, print_json
 
 DEFAULT_MAX_AGE_SECONDS = 300
 # Base64 of the largest accepted document, with room for line breaks.

@@ -7,7 +7,7 @@ from typing import Any
 from invoke import Exit
 
 from infra import emulator
-from infra.tasks import CONFIG_HELP, console, notary_task, open_config
+from infra.cli import CONFIG_HELP, console, notary_task, open_config
 
 
 @notary_task(help={"config": CONFIG_HELP})
