@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from standins.processes import (
+    BRIDGE_UNIT_OPTIONS,
     Running,
     free_port,
     socat_available,
@@ -19,6 +20,8 @@ from standins.processes import (
     start_socat,
     stop,
 )
+
+from infra.config import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(not socat_available(), reason="needs /usr/bin/socat")
 
@@ -111,3 +114,10 @@ def test_bridge_notary_down(notary: Running) -> None:
     finally:
         stop(bridge)
     assert still_running
+
+
+def test_bridge_options_match_unit() -> None:
+    unit = REPO_ROOT / "packer" / "files" / "systemd" / "notary-bridge.service"
+    command = f"/usr/bin/socat {' '.join(BRIDGE_UNIT_OPTIONS)} TCP-LISTEN:"
+
+    assert command in unit.read_text()

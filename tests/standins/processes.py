@@ -119,14 +119,19 @@ def start_notary(*arguments: str) -> Running:
     return Running(process=process, port=int(line.split()[1]))
 
 
+# The options of notary-bridge.service before its addresses.
+BRIDGE_UNIT_OPTIONS = ["-b", "131072"]
+
+
 def start_socat(
     *, listen_port: int, target_port: int, options: list[str] | None = None
 ) -> Running:
-    """Run socat TCP-LISTEN to TCP-CONNECT, as the bridge unit does with vsock."""
+    """Run socat TCP-LISTEN to TCP-CONNECT, as the bridge unit does with vsock,
+    with the unit's options unless `options` is given."""
     process = subprocess.Popen(
         [
             SOCAT,
-            *(options or []),
+            *(BRIDGE_UNIT_OPTIONS if options is None else options),
             f"TCP-LISTEN:{listen_port},bind=127.0.0.1,fork,reuseaddr",
             f"TCP-CONNECT:127.0.0.1:{target_port}",
         ],
