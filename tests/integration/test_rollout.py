@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from botocore.parsers import ResponseParserError
 
 from infra import prune, tags
 from infra.aws import Aws
@@ -252,8 +251,9 @@ def test_third_release_deletes_version(aws: Aws, config: Config, release: Any) -
 
 @pytest.mark.xfail(
     strict=True,
-    raises=ResponseParserError,
-    reason="moto 5.2.5 returns HTTP 500 for DeleteLaunchTemplateVersions",
+    raises=AssertionError,
+    reason="moto 5.2.5 returns HTTP 500 for DeleteLaunchTemplateVersions, so a "
+    "local run warns and the retired version stays",
 )
 def test_retired_release_ami_pruned(
     aws: Aws, config: Config, make_release_image: Any
