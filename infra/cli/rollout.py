@@ -191,7 +191,13 @@ def destroy(
         return
     print_plan(plan, title=f"{region}: to delete")
     if not yes:
-        answer = input(f"delete {len(plan.changes)} resources in {region}? [y/N] ")
+        try:
+            answer = input(f"delete {len(plan.changes)} resources in {region}? [y/N] ")
+        except EOFError:
+            # No terminal to answer from, as in CI: nothing is deleted.
+            raise Exit(
+                "destroy cancelled: no answer on standard input; pass --yes", code=1
+            ) from None
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("destroy cancelled", code=1)
     done = destroy_region(aws, loaded, region, force=force)

@@ -229,6 +229,7 @@ def test_cli_rollout_status_destroy(
                 capture_output=True,
                 text=True,
                 timeout=120,
+                stdin=subprocess.DEVNULL,
             )
 
         rolled = invoke("rollout", "--region", "us-east-1")
@@ -241,6 +242,10 @@ def test_cli_rollout_status_destroy(
         assert "us-east-1" in table.stdout
         again = invoke("rollout", "--region", "us-east-1")
         assert "no changes" in again.stderr
+        unanswered = invoke("destroy", "--region", "us-east-1")
+        assert unanswered.returncode == 1
+        assert "pass --yes" in unanswered.stderr
+        assert "Traceback" not in unanswered.stderr
         destroyed = invoke("destroy", "--region", "us-east-1", "--yes")
         assert destroyed.returncode == 0, destroyed.stderr
         assert "us-east-1: deleted" in destroyed.stderr
