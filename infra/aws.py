@@ -15,7 +15,7 @@ from infra.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# Adaptive mode adds client-side rate limiting on throttling answers, which
+# Adaptive mode adds client-side rate limiting on throttling errors, which
 # Route 53 (about five requests per second per account) needs most.
 RETRY_CONFIG = botocore.config.Config(
     retries={"mode": "adaptive", "total_max_attempts": 8},

@@ -12,7 +12,7 @@ SAMPLE = "notary:sample"
 BASE_IMAGE = "notary:base-image"
 BUILD_TIME = "notary:build-time"
 REGION = "notary:region"
-# What a resource is for within a region's deployment, such as "nlb" or "asg".
+# The role of a resource within a region's deployment, such as "nlb" or "asg".
 COMPONENT = "notary:component"
 SOURCE_IMAGE = "notary:source-image"
 
