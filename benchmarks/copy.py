@@ -14,8 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from enclave.manifest import ReleaseManifest
-from infra import copy, emulator, tags
+from standins.images import register_release_image, sample_manifest
+
+from infra import copy, emulator
 from infra.aws import Aws
 from infra.config import Config, parse_config
 from infra.releases import resolve_release
@@ -60,28 +61,7 @@ def bench_config() -> Config:
 
 def register_source(aws: Aws) -> None:
     """Register a tagged release AMI in the home region, as a bake would."""
-    manifest = ReleaseManifest(
-        version="0.1.0",
-        git_commit="0123456789abcdef0123456789abcdef01234567",
-        eif_sha256="e" * 64,
-        pcr0="a" * 96,
-        pcr1="b" * 96,
-        pcr2="c" * 96,
-        build_time="2026-12-01T00:00:00Z",
-        sample=True,
-    )
-    ec2 = aws.client("ec2", "us-east-1")
-    image_id = ec2.register_image(
-        Name=f"notary-{manifest.release_id}",
-        Architecture="x86_64",
-        RootDeviceName="/dev/xvda",
-        VirtualizationType="hvm",
-        BlockDeviceMappings=[
-            {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "Encrypted": True}}
-        ],
-    )["ImageId"]
-    image_tags = aws.config.resource_tags(**manifest.image_tags())
-    ec2.create_tags(Resources=[image_id], Tags=tags.to_list(image_tags))
+    register_release_image(aws, "us-east-1", sample_manifest())
 
 
 def reset(endpoint_url: str) -> None:

@@ -24,12 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from healthcheck.config import HealthConfig
-from infra.config import REPO_ROOT
-
-# The stand-ins (nitro-cli, notary) and their process helpers live with the tests.
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-from standins.processes import (  # noqa: E402
+from standins.processes import (
     Running,
     free_port,
     make_tls_files,
@@ -40,6 +35,8 @@ from standins.processes import (  # noqa: E402
     wait_for_port,
     write_case,
 )
+
+from healthcheck.config import HealthConfig
 
 CLIENTS = 50
 # Rounds alternate between the two servers, so load from other work on the

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from standins.images import register_release_image, sample_manifest
 
-from enclave.manifest import ReleaseManifest
-from infra import emulator, tags
+from infra import emulator
 from infra.aws import Aws
 from infra.config import REPO_ROOT, Config, parse_config
 from infra.rollout import RegionResult, Timing, rollout_region
@@ -41,29 +41,9 @@ def bench_config() -> Config:
 def register_release(aws: Aws, regions: list[str]) -> str:
     """Register one release's AMI in every region, tagged as a bake and copy
     would tag it; return the release id."""
-    manifest = ReleaseManifest(
-        version=aws.config.version,
-        git_commit="0" * 40,
-        eif_sha256="e" * 64,
-        pcr0="a" * 96,
-        pcr1="b" * 96,
-        pcr2="c" * 96,
-        build_time="2026-12-01T00:00:00Z",
-        sample=True,
-    )
+    manifest = sample_manifest(version=aws.config.version)
     for region in regions:
-        ec2 = aws.client("ec2", region)
-        image_id = ec2.register_image(
-            Name=f"{aws.config.project}-{manifest.release_id}",
-            Architecture="x86_64",
-            RootDeviceName="/dev/xvda",
-            VirtualizationType="hvm",
-            BlockDeviceMappings=[
-                {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "Encrypted": True}}
-            ],
-        )["ImageId"]
-        image_tags = aws.config.resource_tags(**manifest.image_tags())
-        ec2.create_tags(Resources=[image_id], Tags=tags.to_list(image_tags))
+        register_release_image(aws, region, manifest)
     return manifest.release_id
 
 

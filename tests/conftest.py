@@ -65,42 +65,17 @@ def repo_root() -> Path:
 @pytest.fixture
 def make_release_image(aws: Aws) -> Any:
     """Return a function that registers a release AMI in a region of the
-    emulator, tagged as a bake would tag it, and returns its image id.
-
-    It stands in for `invoke bake` in tests of the later stages.
+    emulator, tagged as a bake would tag it, and returns its image id and
+    manifest. It takes the place of `invoke bake` in tests of later stages.
     """
+    from standins.images import register_release_image, sample_manifest
+
     from enclave.manifest import ReleaseManifest
-    from infra import tags
 
     def register(
         region: str, *, version: str = "0.1.0", pcr0: str = "a" * 96
     ) -> tuple[str, ReleaseManifest]:
-        manifest = ReleaseManifest(
-            version=version,
-            git_commit="0123456789abcdef0123456789abcdef01234567",
-            eif_sha256="e" * 64,
-            pcr0=pcr0,
-            pcr1="b" * 96,
-            pcr2="c" * 96,
-            build_time="2026-12-01T00:00:00Z",
-            sample=True,
-        )
-        ec2 = aws.client("ec2", region)
-        image_id = ec2.register_image(
-            Name=f"{aws.config.project}-{manifest.release_id}",
-            Architecture="x86_64",
-            RootDeviceName="/dev/xvda",
-            VirtualizationType="hvm",
-            EnaSupport=True,
-            BlockDeviceMappings=[
-                {
-                    "DeviceName": "/dev/xvda",
-                    "Ebs": {"VolumeSize": 8, "VolumeType": "gp3", "Encrypted": True},
-                }
-            ],
-        )["ImageId"]
-        image_tags = aws.config.resource_tags(**manifest.image_tags())
-        ec2.create_tags(Resources=[image_id], Tags=tags.to_list(image_tags))
-        return image_id, manifest
+        manifest = sample_manifest(version=version, pcr0=pcr0)
+        return register_release_image(aws, region, manifest), manifest
 
     return register

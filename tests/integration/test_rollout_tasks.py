@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from invoke import Exit
+from standins.images import register_release_image, sample_manifest
 
 from infra import emulator, tags
 from infra.aws import Aws
@@ -21,14 +22,6 @@ from infra.cli import rollout as tasks
 from infra.config import REPO_ROOT, Config
 from infra.rollout import lock as rollout_lock
 from infra.rollout.dns import DnsState, Route53
-
-
-def register_release_image(aws: Aws, region: str) -> None:
-    """Register a release AMI as the make_release_image fixture does, on an
-    emulator that the fixture does not reach."""
-    from benchmarks.rollout import register_release
-
-    register_release(aws, [region])
 
 
 @pytest.fixture
@@ -219,7 +212,8 @@ def test_cli_rollout_status_destroy(
     server = emulator.start(state_dir)
     try:
         aws = Aws(config, endpoint_url=server.endpoint_url)
-        register_release_image(aws, "us-east-1")
+        manifest = sample_manifest(version=aws.config.version)
+        register_release_image(aws, "us-east-1", manifest)
 
         def invoke(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
