@@ -59,7 +59,7 @@ def _alive(pid: int) -> bool:
 
 
 def _answers(port: int) -> bool:
-    """Tell whether the server answers HTTP on `port`.
+    """Tell whether the server responds to HTTP on `port`.
 
     The dashboard page is small and fixed; /moto-api/data.json is not a
     readiness check because it serialises the emulator's whole state, which
@@ -99,7 +99,7 @@ def _is_emulator(pid: int) -> bool:
 def status(state_dir: Path = STATE_DIR, *, wait: float = 20.0) -> Emulator | None:
     """Return the running emulator recorded in `state_dir`, or None.
 
-    A live server that is slow to answer, as on a loaded machine, gets `wait`
+    A live server that is slow to respond, as on a loaded machine, gets `wait`
     seconds before it counts as not running.
     """
     emulator = _recorded(state_dir)
@@ -131,7 +131,7 @@ def start(
             return recorded
         # Starting a second server would orphan the first and split the state.
         raise UserError(
-            f"the emulator (pid {recorded.pid}) runs but does not answer on port "
+            f"the emulator (pid {recorded.pid}) runs but does not respond on port "
             f"{recorded.port}: run invoke emulator.stop, then try again"
         )
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def start(
         if time.monotonic() > deadline:
             process.kill()
             raise UserError(
-                f"the emulator did not answer on port {port} within {timeout:.0f} s: "
+                f"the emulator did not respond on port {port} within {timeout:.0f} s: "
                 f"see {state_dir / 'emulator.log'}"
             )
         time.sleep(0.1)
@@ -202,7 +202,7 @@ def stop(state_dir: Path = STATE_DIR, *, timeout: float = 10.0) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status of a stopped emulator that is our own child, so
-    it leaves no zombie behind; a live server or another's child is left alone.
+    it leaves no zombie behind. A live server or another's child is left alone.
     """
     if _is_emulator(pid):
         return

@@ -194,9 +194,9 @@ def destroy(
         try:
             answer = input(f"delete {len(plan.changes)} resources in {region}? [y/N] ")
         except EOFError:
-            # No terminal to answer from, as in CI: nothing is deleted.
+            # Standard input is closed, as in CI, so nothing is deleted.
             raise Exit(
-                "destroy cancelled: no answer on standard input; pass --yes", code=1
+                "destroy cancelled: standard input is closed, so pass --yes", code=1
             ) from None
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("destroy cancelled", code=1)

@@ -272,7 +272,7 @@ def apply_version_cleanup(ctx: RegionContext, cleanup: VersionCleanup) -> None:
                 Versions=versions[start : start + MAX_DELETE_VERSIONS],
             )
         except ResponseParserError:
-            # moto 5.2 answers this call with HTTP 500; AWS implements it.
+            # moto 5.2 returns HTTP 500 for this call, which AWS implements.
             if ctx.config.target != "local":
                 raise
             log.warning(
